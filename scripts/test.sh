@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command of the README: builds the environment, then runs lint, the test
+# suite (doctests included) and the documentation build with warnings as errors.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+VENV=${VENV:-.venv}
+"$VENV/bin/ruff" check sklearn_ltm tests benchmarks examples
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
+if [ -f docs/conf.py ]; then
+    "$VENV/bin/python" -m sphinx -W --keep-going -q -b html docs docs/_build/html
+fi
