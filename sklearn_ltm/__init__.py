@@ -7,4 +7,6 @@ The public names are re-exported here; the math lives in :mod:`sklearn_ltm.trans
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from .retriever import LTMRetriever  # noqa: E402
+
+__all__ = ["__version__", "LTMRetriever"]

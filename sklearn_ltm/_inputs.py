@@ -1,0 +1,214 @@
+"""Validation and type dispatch of the estimator's inputs (audio ``X`` and captions ``y``).
+
+The estimator accepts three kinds of audio and two kinds of text; this module decides which
+one a given input is, validates it (before any work starts) and never modifies it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._utils import as_str_list
+
+__all__ = ["AudioInput", "TextInput", "check_audio", "check_text"]
+
+AUDIO_ENCODER_NAMES = ("auto", "features", "cnn10", "cnn14", "resnet38", "aisfx")
+
+
+@dataclass(frozen=True)
+class AudioInput:
+    """Validated audio: ``kind`` is ``"features"``, ``"waveforms"`` or ``"paths"``."""
+
+    kind: str
+    data: object  # float32 ndarray (n, F) / (n, T), or list[str]
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def take(self, indices) -> AudioInput:
+        """The rows ``indices`` as a new input (a copy for arrays)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if self.kind == "paths":
+            return AudioInput(self.kind, [self.data[i] for i in indices])
+        return AudioInput(self.kind, self.data[indices])
+
+
+@dataclass(frozen=True)
+class TextInput:
+    """Validated captions: ``kind`` is ``"strings"`` or ``"features"``."""
+
+    kind: str
+    data: object  # list[str] or float32 ndarray (n, F)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def take(self, indices) -> TextInput:
+        """The rows ``indices`` as a new input."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if self.kind == "strings":
+            return TextInput(self.kind, [self.data[i] for i in indices])
+        return TextInput(self.kind, self.data[indices])
+
+
+def _is_path_sequence(X) -> bool:
+    if isinstance(X, (str, bytes, os.PathLike)):
+        return False
+    if isinstance(X, np.ndarray):
+        return X.ndim == 1 and X.dtype.kind in "OUS" and all(
+            isinstance(x, (str, os.PathLike)) for x in X
+        )
+    if isinstance(X, (list, tuple)):
+        return len(X) > 0 and all(isinstance(x, (str, os.PathLike)) for x in X)
+    return False
+
+
+def _float_matrix(values, name: str, what: str) -> np.ndarray:
+    if hasattr(values, "tocsr") or hasattr(values, "to_coo"):
+        raise TypeError(
+            f"{name} is a sparse matrix: sparse input is not supported; pass a dense array "
+            f"({what})."
+        )
+    try:
+        arr = np.asarray(values)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} could not be read as an array: {exc}") from exc
+    if arr.dtype.kind == "c":
+        raise ValueError(f"{name} has dtype {arr.dtype}: Complex data not supported; "
+                         f"accepted: {what}.")
+    if arr.dtype.kind == "O":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} has dtype object with non-numeric values ({exc}); "
+                             f"accepted: {what}.") from exc
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(
+            f"{name} has dtype {arr.dtype}; accepted: {what}."
+        )
+    if arr.ndim != 2:
+        hint = " Reshape your data: x.reshape(1, -1) for one clip." if arr.ndim == 1 else ""
+        raise ValueError(f"{name} has shape {arr.shape}; accepted: {what}.{hint}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(
+            f"{name} is empty: {arr.shape[0]} sample(s) and {arr.shape[1]} feature(s) "
+            f"(shape={arr.shape}) while a minimum of 1 is required; {what} is needed."
+        )
+    arr = arr.astype(np.float32, copy=True)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{name} contains NaN or infinity (first at row {r}, column {c}: {values[r][c]!r}); "
+            "every value must be finite."
+        )
+    return arr
+
+
+def check_audio(X, audio_encoder, *, name: str = "X") -> AudioInput:
+    """Validate the audio side and decide its kind.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features) or sequence of path
+        Precomputed features or fixed-length waveforms (2-D float), or audio file paths.
+    audio_encoder : str or torch.nn.Module
+        ``"auto"`` and ``"features"`` treat a 2-D array as features; an audio encoder
+        name or module treats it as waveforms.
+    name : str
+        Name of the argument in error messages.
+
+    Returns
+    -------
+    AudioInput
+
+    Examples
+    --------
+    >>> check_audio([[0.0, 1.0], [1.0, 0.0]], "auto").kind
+    'features'
+    >>> check_audio(["a.wav", "b.wav"], "cnn10").kind
+    'paths'
+    """
+    if _is_path_sequence(X):
+        if audio_encoder == "features":
+            raise ValueError(
+                f"{name} is a sequence of file paths but audio_encoder='features' expects a 2-D "
+                "float array of precomputed features; choose an audio encoder "
+                "('cnn10', 'cnn14', 'resnet38', 'aisfx' or a torch module) for files."
+            )
+        paths = [os.fspath(p) for p in X]
+        for i, p in enumerate(paths):
+            if not p.strip():
+                raise ValueError(f"{name}[{i}]={p!r} is an empty path.")
+        return AudioInput("paths", paths)
+    arr = _float_matrix(
+        X, name, "a 2-D float array (n_samples, n_features or n_audio_samples) or a sequence of "
+        "audio file paths"
+    )
+    kind = "features" if audio_encoder in ("auto", "features") else "waveforms"
+    return AudioInput(kind, arr)
+
+
+def check_text(y, text_encoder, *, name: str = "y") -> TextInput:
+    """Validate the caption side and decide its kind.
+
+    Parameters
+    ----------
+    y : sequence of str or array-like of shape (n_samples, n_features)
+        Captions, or precomputed text features.
+    text_encoder : str or torch.nn.Module
+        ``"features"`` requires a 2-D float array; other encoders require strings;
+        ``"auto"`` accepts both.
+    name : str
+        Name of the argument in error messages.
+
+    Returns
+    -------
+    TextInput
+
+    Examples
+    --------
+    >>> check_text(["a dog barks", "rain"], "auto").kind
+    'strings'
+    >>> check_text([[0.5], [1.5]], "auto").kind
+    'features'
+    """
+    if y is None:
+        raise ValueError(
+            f"LTMRetriever requires y to be passed, but the target y is None: {name} holds the "
+            "captions (a sequence of strings or a 2-D float array of text features)."
+        )
+    if isinstance(y, str):
+        raise ValueError(f"{name}={y!r} is a single string; pass a sequence of captions.")
+    first = None
+    if isinstance(y, np.ndarray):
+        is_strings = y.ndim == 1 and y.dtype.kind in "OUS"
+    else:
+        seq = list(y)
+        first = seq[0] if seq else None
+        is_strings = isinstance(first, str)
+    if is_strings:
+        if text_encoder == "features":
+            raise ValueError(
+                f"{name} holds strings but text_encoder='features' expects a 2-D float array of "
+                "precomputed text features; use a text encoder ('scratch', a Hugging Face name or "
+                "path, or a torch module) for strings."
+            )
+        return TextInput("strings", as_str_list(list(y), name))
+    arr = np.asarray(y) if first is None else np.asarray(list(y))
+    if arr.ndim == 1 and arr.dtype.kind in "fiub":
+        raise ValueError(
+            f"{name} is a 1-D numeric array of shape {arr.shape}; accepted: captions (a sequence "
+            "of strings) or a 2-D float array of text features (n_samples, n_features)."
+        )
+    if text_encoder not in ("auto", "features"):
+        raise ValueError(
+            f"{name} is numeric but text_encoder={text_encoder!r} expects caption strings; use "
+            "text_encoder='features' (or 'auto') for precomputed text features."
+        )
+    return TextInput("features", _float_matrix(
+        arr, name, "captions (a sequence of strings) or a 2-D float array of text features"
+    ))
