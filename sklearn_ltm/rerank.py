@@ -109,15 +109,23 @@ class _ChunkedCost:
         self.q_sq = (q * q).sum(dim=1)
         self.g_sq = (g * g).sum(dim=1)
         self.scale = 1.0
+        self._whole = None  # with a single chunk, the cost is kept (it is the chunk anyway)
+
+    def _compute(self, start, stop):
+        cost = self.q_sq[start:stop, None] + self.g_sq[None, :]
+        cost = cost.addmm_(self.q[start:stop], self.g.T, alpha=-2.0).clamp_(min=0.0)
+        return cost.div_(self.scale) if self.scale != 1.0 else cost
 
     def chunks(self):
-        for start in range(0, self.q.shape[0], self.chunk_size):
-            stop = min(start + self.chunk_size, self.q.shape[0])
-            cost = self.q_sq[start:stop, None] + self.g_sq[None, :]
-            cost = cost.addmm_(self.q[start:stop], self.g.T, alpha=-2.0).clamp_(min=0.0)
-            if self.scale != 1.0:
-                cost.div_(self.scale)
-            yield slice(start, stop), cost
+        n = self.q.shape[0]
+        if n <= self.chunk_size:
+            if self._whole is None or self._whole[0] != self.scale:
+                self._whole = (self.scale, self._compute(0, n))
+            yield slice(0, n), self._whole[1]
+            return
+        for start in range(0, n, self.chunk_size):
+            yield slice(start, min(start + self.chunk_size, n)), self._compute(
+                start, min(start + self.chunk_size, n))
 
 
 def _run_sinkhorn(cost: _ChunkedCost, epsilon: float, n_iter: int, tol: float):

@@ -154,10 +154,10 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like or sequence of paths, length n_samples
+        X : array-like or sequence of paths of length n_samples, or None
             Audio; only its length is checked (zero-shot: nothing is learned from it).
-        y : sequence of str of length n_samples
-            Class names, e.g. ESC-50 categories.
+        y : sequence of str
+            Class names, e.g. ESC-50 categories; may repeat (one per clip of ``X``).
 
         Returns
         -------
@@ -166,10 +166,13 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
         """
         templates = self._check_params()
         labels = _check_labels(y)
-        if isinstance(X, (str, bytes)) or not hasattr(X, "__len__") or len(X) != len(labels):
-            n_x = len(X) if hasattr(X, "__len__") and not isinstance(X, (str, bytes)) else "no"
-            raise ValueError(f"X has {n_x} samples but y has {len(labels)} labels; "
-                             "they must be equal.")
+        if X is not None:
+            if isinstance(X, (str, bytes)) or not hasattr(X, "__len__"):
+                raise TypeError(f"X must be None, an array or a sequence of clips; got "
+                                f"{type(X).__name__}.")
+            if len(X) != len(labels):
+                raise ValueError(f"X has {len(X)} samples but y has {len(labels)} labels; "
+                                 "they must be equal.")
         check_is_fitted(self.retriever)
         classes = np.unique(labels)
         names = [c.replace("_", " ") if self.underscores_as_spaces else c for c in classes]

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import ot
 import pytest
+import torch
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
@@ -13,6 +14,15 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import cross_val_score
 
 from sklearn_ltm.zero_shot import ZeroShotAudioClassifier
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny torch ops on a shared, busy machine are far faster single-threaded."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 ESC50 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "esc50-subset"
 
@@ -84,6 +94,13 @@ def test_predict_proba_is_softmax_of_distances(temperature):
     np.testing.assert_allclose(proba, expected, rtol=1e-12)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert clf.classes_[proba.argmax(axis=1)].tolist() == clf.predict(X).tolist()
+
+
+def test_fit_needs_only_the_class_names():
+    retriever = PromptRetriever(CLASS_POINTS).fit(None, None)
+    clf = ZeroShotAudioClassifier(retriever).fit(None, ["rain", "dog"])
+    assert clf.classes_.tolist() == ["dog", "rain"]
+    assert clf.predict(np.array([[0.1, 0.9]])).tolist() == ["rain"]
 
 
 def test_underscores_can_be_kept():
@@ -187,6 +204,7 @@ def test_predict_before_fit_raises():
         ({}, np.zeros((2, 2)), ["dog", " "], ValueError, r"y\[1\]=' '"),
         ({}, np.zeros((3, 2)), ["dog"], ValueError, "X has 3 samples but y has 1"),
         ({}, np.zeros((1, 2)), "dog", TypeError, "sequence of class names"),
+        ({}, 3, ["dog"], TypeError, "X must be None, an array"),
         ({"temperature": 0}, np.zeros((1, 2)), ["dog"], ValueError, "temperature=0"),
         ({"balanced": "yes"}, np.zeros((1, 2)), ["dog"], TypeError, "balanced='yes'"),
         ({"epsilon": -0.1}, np.zeros((1, 2)), ["dog"], ValueError, "epsilon=-0.1"),
