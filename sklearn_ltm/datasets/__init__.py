@@ -1,0 +1,30 @@
+"""Datasets: AudioCaps, Clotho and ESC-50 loaders and fetchers, and a synthetic corpus.
+
+The loaders read the official layouts and return one row per (clip, caption) pair,
+ready for ``LTMRetriever.fit(audio, captions)``. The fetchers download into a cache
+(``~/sklearn_ltm_data`` or ``$SKLEARN_LTM_DATA``); nothing here touches the network
+unless a ``fetch_*`` function is called. :func:`make_sound_captions` generates a
+procedural corpus whose captions need event order and attribute binding.
+"""
+
+from ._loaders import (
+    AUDIOCAPS_SPLITS,
+    CLOTHO_SPLITS,
+    DEFAULT_ESC50_TEMPLATE,
+    MissingDataError,
+    load_audiocaps,
+    load_clotho,
+    load_esc50,
+    normalize_caption,
+)
+
+__all__ = [
+    "AUDIOCAPS_SPLITS",
+    "CLOTHO_SPLITS",
+    "DEFAULT_ESC50_TEMPLATE",
+    "MissingDataError",
+    "load_audiocaps",
+    "load_clotho",
+    "load_esc50",
+    "normalize_caption",
+]
