@@ -7,6 +7,15 @@ unless a ``fetch_*`` function is called. :func:`make_sound_captions` generates a
 procedural corpus whose captions need event order and attribute binding.
 """
 
+from ._fetch import (
+    CLOTHO_BASE_URL,
+    CLOTHO_MD5,
+    ESC50_SHA256,
+    ESC50_URL,
+    fetch_clotho,
+    fetch_esc50,
+    get_data_home,
+)
 from ._loaders import (
     AUDIOCAPS_SPLITS,
     CLOTHO_SPLITS,
@@ -20,9 +29,16 @@ from ._loaders import (
 
 __all__ = [
     "AUDIOCAPS_SPLITS",
+    "CLOTHO_BASE_URL",
+    "CLOTHO_MD5",
     "CLOTHO_SPLITS",
     "DEFAULT_ESC50_TEMPLATE",
+    "ESC50_SHA256",
+    "ESC50_URL",
     "MissingDataError",
+    "fetch_clotho",
+    "fetch_esc50",
+    "get_data_home",
     "load_audiocaps",
     "load_clotho",
     "load_esc50",
