@@ -26,6 +26,7 @@ from ._loaders import (
     load_esc50,
     normalize_caption,
 )
+from ._synthetic import make_sound_captions
 
 __all__ = [
     "AUDIOCAPS_SPLITS",
@@ -42,5 +43,6 @@ __all__ = [
     "load_audiocaps",
     "load_clotho",
     "load_esc50",
+    "make_sound_captions",
     "normalize_caption",
 ]
