@@ -262,6 +262,14 @@ def test_archive_without_esc50_layout_is_refused(server, tmp_path):
     assert not (tmp_path / "esc50").exists()
 
 
+def test_unfinished_target_folder_is_reported_not_overwritten(server, tmp_path):
+    server.files["/esc.zip"] = _zip(_esc50_members())
+    (tmp_path / "esc50" / "audio").mkdir(parents=True)
+    with pytest.raises(MissingDataError, match=r"holds no meta/esc50.csv.*remove it"):
+        _fetch_esc50(server, tmp_path)
+    assert server.log == []
+
+
 def test_offline_cache_miss_and_http_errors(server, tmp_path):
     with pytest.raises(MissingDataError, match="download_if_missing=False"):
         _fetch_esc50(server, tmp_path, download_if_missing=False)

@@ -18,15 +18,6 @@ from sklearn_ltm.datasets import (
     normalize_caption,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def _shared(name: str) -> Path:
-    path = SHARED / name
-    if not path.is_dir():
-        pytest.skip(f"the real data {path} is absent (it lives in ../shared/data next to the repo)")
-    return path
-
 
 def _load_quietly(loader, *args, **kwargs):
     with warnings.catch_warnings():
@@ -38,8 +29,8 @@ def _load_quietly(loader, *args, **kwargs):
 
 
 @pytest.mark.shared_data
-def test_audiocaps_test_split_on_disk_clips():
-    root = _shared("audiocaps")
+def test_audiocaps_test_split_on_disk_clips(shared_data):
+    root = shared_data / "audiocaps"
     with pytest.warns(UserWarning, match=r"Dropped 4810 caption rows: 962 of the 975 clips"):
         data = load_audiocaps(root, "test", on_missing="drop")
     on_disk = sorted(p.stem for p in (root / "audio" / "test").glob("*.wav"))
@@ -64,8 +55,8 @@ def test_audiocaps_test_split_on_disk_clips():
 
 
 @pytest.mark.shared_data
-def test_audiocaps_missing_clips_raise_with_count_and_names():
-    root = _shared("audiocaps")
+def test_audiocaps_missing_clips_raise_with_count_and_names(shared_data):
+    root = shared_data / "audiocaps"
     with pytest.raises(MissingDataError, match=r"962 of the 975 clips") as info:
         load_audiocaps(root, "test")
     assert "'7fmOlUlwoNg_20.wav'" in str(info.value)  # the first listed missing clip
@@ -74,15 +65,15 @@ def test_audiocaps_missing_clips_raise_with_count_and_names():
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize("split, n_clips", [("train", 49838), ("val", 495)])
-def test_audiocaps_split_without_audio_refuses_even_with_drop(split, n_clips):
-    root = _shared("audiocaps")
+def test_audiocaps_split_without_audio_refuses_even_with_drop(shared_data, split, n_clips):
+    root = shared_data / "audiocaps"
     with pytest.raises(MissingDataError, match=rf"{n_clips} of the {n_clips} clips.*no clip at all"):
         load_audiocaps(root, split, on_missing="drop")
 
 
 @pytest.mark.shared_data
-def test_audiocaps_return_X_y_and_normalisation():
-    root = _shared("audiocaps")
+def test_audiocaps_return_X_y_and_normalisation(shared_data):
+    root = shared_data / "audiocaps"
     data = _load_quietly(load_audiocaps, root, "test", on_missing="drop")
     audio, captions = _load_quietly(
         load_audiocaps, root, "test", on_missing="drop", return_X_y=True, normalize_captions=True
@@ -100,8 +91,8 @@ def test_audiocaps_return_X_y_and_normalisation():
 
 
 @pytest.mark.shared_data
-def test_clotho_evaluation_clips_on_disk():
-    root = _shared("clotho")
+def test_clotho_evaluation_clips_on_disk(shared_data):
+    root = shared_data / "clotho"
     with pytest.warns(UserWarning, match=r"1038 of the 1045 clips"):
         data = load_clotho(root, "evaluation", on_missing="drop")
     on_disk = sorted(p.name for p in (root / "evaluation").glob("*.wav"))
@@ -122,8 +113,8 @@ def test_clotho_evaluation_clips_on_disk():
 
 
 @pytest.mark.shared_data
-def test_clotho_normalised_caption_of_known_row():
-    root = _shared("clotho")
+def test_clotho_normalised_caption_of_known_row(shared_data):
+    root = shared_data / "clotho"
     data = _load_quietly(load_clotho, root, "evaluation", on_missing="drop",
                          normalize_captions=True)
     rows = [i for i, c in enumerate(data.clip_ids) if c == "Flipping Pages.wav"]
@@ -133,8 +124,8 @@ def test_clotho_normalised_caption_of_known_row():
 
 
 @pytest.mark.shared_data
-def test_clotho_development_captions_complete_but_no_audio():
-    root = _shared("clotho")
+def test_clotho_development_captions_complete_but_no_audio(shared_data):
+    root = shared_data / "clotho"
     with pytest.raises(MissingDataError, match=r"2893 of the 2893 clips"):
         load_clotho(root, "development")
 
@@ -143,8 +134,8 @@ def test_clotho_development_captions_complete_but_no_audio():
 
 
 @pytest.mark.shared_data
-def test_esc50_subset_counts_and_known_rows():
-    root = _shared("esc50-subset")
+def test_esc50_subset_counts_and_known_rows(shared_data):
+    root = shared_data / "esc50-subset"
     data = load_esc50(root)
     assert len(data.audio) == 414
     assert dict(zip(*np.unique(data.folds, return_counts=True))) == {2: 11, 3: 1, 4: 400, 5: 2}
@@ -161,8 +152,8 @@ def test_esc50_subset_counts_and_known_rows():
 
 
 @pytest.mark.shared_data
-def test_esc50_fold_4_is_complete_and_templates_multiply_rows():
-    root = _shared("esc50-subset")
+def test_esc50_fold_4_is_complete_and_templates_multiply_rows(shared_data):
+    root = shared_data / "esc50-subset"
     templates = ["{}", "A recording of {}."]
     data = load_esc50(root, folds=[4], template=templates)
     assert len(data.audio) == 800
@@ -176,8 +167,8 @@ def test_esc50_fold_4_is_complete_and_templates_multiply_rows():
 
 
 @pytest.mark.shared_data
-def test_esc50_absent_fold_is_reported():
-    root = _shared("esc50-subset")
+def test_esc50_absent_fold_is_reported(shared_data):
+    root = shared_data / "esc50-subset"
     with pytest.raises(ValueError, match=r"folds=1 selects no clip.*\[2, 3, 4, 5\]"):
         load_esc50(root, folds=1)
 

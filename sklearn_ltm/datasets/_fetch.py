@@ -131,7 +131,8 @@ def fetch_esc50(
     Raises
     ------
     MissingDataError
-        When the data is not cached and ``download_if_missing`` is False.
+        When the data is not cached and ``download_if_missing`` is False, or when
+        ``{data_home}/esc50`` exists without ``meta/esc50.csv``.
     OSError
         When the download fails or its checksum differs (the bad file is removed; an
         interrupted download is kept and resumed by the next call).
@@ -141,7 +142,7 @@ def fetch_esc50(
 
     See Also
     --------
-    load_esc50
+    load_esc50 : Read the folder this returns.
 
     Examples
     --------
@@ -158,6 +159,11 @@ def fetch_esc50(
     target = home / "esc50"
     if (target / "meta" / "esc50.csv").is_file():
         return str(target)
+    if target.exists():
+        raise MissingDataError(
+            f"{str(target)!r} exists but holds no meta/esc50.csv (an unfinished copy?); "
+            "remove it and call fetch_esc50 again."
+        )
     if not download_if_missing:
         raise MissingDataError(
             f"ESC-50 is not in {str(target)!r} and download_if_missing=False; call "
@@ -238,7 +244,7 @@ def fetch_clotho(
 
     See Also
     --------
-    load_clotho
+    load_clotho : Read the folder this returns.
 
     Examples
     --------

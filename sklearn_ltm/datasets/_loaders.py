@@ -167,7 +167,8 @@ def load_audiocaps(
 
     See Also
     --------
-    load_clotho, load_esc50
+    load_clotho : Clotho, five captions per clip.
+    load_esc50 : ESC-50 class names as captions.
 
     Examples
     --------
@@ -275,7 +276,8 @@ def load_clotho(
 
     See Also
     --------
-    fetch_clotho, load_audiocaps
+    fetch_clotho : Download Clotho into a cache.
+    load_audiocaps : AudioCaps, the other captioned set.
 
     Examples
     --------
@@ -386,7 +388,8 @@ def load_esc50(
 
     See Also
     --------
-    fetch_esc50, load_audiocaps
+    fetch_esc50 : Download ESC-50 into a cache.
+    load_audiocaps : AudioCaps, captioned clips.
 
     Examples
     --------

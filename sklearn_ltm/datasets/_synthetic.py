@@ -180,7 +180,8 @@ def make_sound_captions(
 
     See Also
     --------
-    load_audiocaps, load_clotho : real captioned audio.
+    load_audiocaps : Real captioned audio from AudioSet.
+    load_clotho : Real captioned audio from Freesound.
 
     Examples
     --------
