@@ -76,7 +76,7 @@ def _check_int(value, name, minimum):
     return int(value)
 
 
-def _check_options(max_iter, tol, check_every, differentiation, backprop_iter):
+def _check_options(max_iter, tol, check_every, differentiation, backprop_iter, epsilon_scaling):
     max_iter = _check_int(max_iter, "max_iter", 1)
     check_every = _check_int(check_every, "check_every", 1)
     backprop_iter = _check_int(backprop_iter, "backprop_iter", 1)
@@ -95,6 +95,7 @@ def _check_options(max_iter, tol, check_every, differentiation, backprop_iter):
         check_every=check_every,
         differentiation=differentiation,
         backprop_iter=backprop_iter,
+        epsilon_scaling=bool(epsilon_scaling),
     )
 
 
@@ -145,41 +146,75 @@ def _working_dtype(dtype):
 # --------------------------------------------------------------------------------------------
 # the scaling loop (log domain, absorbed: the log-plan itself is updated)
 # --------------------------------------------------------------------------------------------
+#: float32 log-plans stop improving near this marginal error (rounding of log P itself).
+_FLOAT32_STALL = 32 * torch.finfo(torch.float32).eps
+#: A float32 solve asked for a tol below this finishes in float64.
+_FLOAT32_TOL = 8 * torch.finfo(torch.float32).eps
+#: Anneal epsilon when (cost range) / epsilon exceeds this ratio.
+_ANNEAL_RATIO = 64.0
+#: Iterations spent at each intermediate epsilon when annealing.
+_ANNEAL_ITER = 10
+
+
 def _log_weights(weights):
-    """``log(weights)`` with ``-inf`` for zero weights (and a finite gradient elsewhere)."""
-    return torch.log(weights)
+    """``log(weights)`` in float64 (``-inf`` for zero weights)."""
+    return torch.log(weights.to(torch.float64))
 
 
-def _violation(log_rows, log_cols, log_a, log_b, f, g):
-    """L1 marginal violation per problem, shape ``(...)``.
+def _violation(log_rows, log_a, f):
+    """L1 row-marginal violation per problem, shape ``(...)`` (columns are exact).
 
-    Balanced (``f is None``): ``|P 1 - a|_1`` (the columns are exact after a column step).
-    Partial: the mass that one more row projection and one more column projection would move,
-    ``sum |r - min(a, r e^{-f})| + sum |c - min(b, c e^{-g})|``, which is zero exactly at the
-    optimum (rows and columns within capacity, saturated wherever their potential is < 0).
+    Balanced (``f is None``): ``sum_i |(P 1)_i - a_i|``. Partial: the mass that one more row
+    projection would move, ``sum_i |r_i - min(a_i, r_i e^{-f_i})|``: it counts the excess over
+    a capacity and the deficit of a row whose potential is < 0 (which must be saturated), so
+    it is zero exactly at the optimum (the column step leaves the columns feasible and
+    complementary, and the total mass exact).
     """
     rows = torch.exp(log_rows)
     if f is None:
         return (rows - torch.exp(log_a)).abs().sum(-1)
-    f = f.to(log_rows.dtype)
-    g = g.to(log_rows.dtype)
-    target_rows = torch.exp(torch.minimum(log_a, log_rows - f))
-    cols = torch.exp(log_cols)
-    target_cols = torch.exp(torch.minimum(log_b, log_cols - g))
-    return (rows - target_rows).abs().sum(-1) + (cols - target_cols).abs().sum(-1)
+    target = torch.exp(torch.minimum(log_a, log_rows - f))
+    return (rows - target).abs().sum(-1)
 
 
-def _scaling_loop(log_plan, log_a, log_b, log_mass, f, g, *, max_iter, tol, check_every):
+def _partial_block_step(log_sums, potential, log_capacity, mass):
+    """Exact dual maximisation over one side's potentials (each <= 0) and the mass offset.
+
+    With ``R_i`` the mass of row ``i`` when its potential is 0, the new row masses are
+    ``min(a_i, R_i e^{d})`` where the offset ``d`` makes them sum to ``mass``: a monotone
+    piecewise equation, solved exactly after sorting the saturation thresholds
+    ``t_i = log a_i - log R_i``. Returns the log offset to add to each row of the log-plan and
+    the new potentials ``min(0, t - d)``. All inputs are float64 ``(..., n)``.
+    """
+    zero = torch.isneginf(log_capacity)  # zero-capacity rows: -inf potential, never refilled
+    log_free = torch.where(zero, 0.0, log_sums - potential)
+    threshold = torch.where(zero, -math.inf, log_capacity - log_free)
+    threshold_sorted, order = torch.sort(threshold, -1)
+    capacity_sorted = torch.exp(log_capacity.gather(-1, order))
+    before = torch.cumsum(capacity_sorted, -1) - capacity_sorted
+    free_sorted = torch.where(zero, -math.inf, log_free).gather(-1, order)
+    log_rest = torch.logcumsumexp(free_sorted.flip(-1), -1).flip(-1)
+    mass_at = before + torch.exp(threshold_sorted + log_rest)
+    k = (mass_at < mass).sum(-1, keepdim=True).clamp_max(threshold.shape[-1] - 1)
+    remaining = (mass - before.gather(-1, k)).clamp_min(torch.finfo(torch.float64).tiny)
+    offset = torch.log(remaining) - log_rest.gather(-1, k)
+    new_potential = torch.minimum(threshold - offset, torch.zeros_like(threshold))
+    step = new_potential - potential + offset
+    step = torch.where(zero & torch.isneginf(potential), 0.0, step)
+    return step, new_potential
+
+
+def _scaling_loop(log_plan, log_a, log_b, mass, f, g, *, max_iter, tol, check_every):
     """Run row/column scalings on ``log_plan`` (modified in place when no graph is recorded).
 
     Parameters
     ----------
     log_plan : Tensor (..., n, m)
-        Initial log-plan, ``-cost / epsilon`` plus any offsets.
-    log_a, log_b : Tensor (..., n), (..., m)
-    log_mass : float or None
-        ``None`` for the balanced problem; ``log(mass)`` for the partial one.
-    f, g : Tensor (..., n), (..., m), float64, or None
+        Current log-plan (``-cost / epsilon`` plus row and column offsets).
+    log_a, log_b : float64 Tensor (..., n), (..., m)
+    mass : float or None
+        ``None`` for the balanced problem; the transported mass for the partial one.
+    f, g : float64 Tensor (..., n), (..., m), or None
         Partial only: the accumulated row/column log-scalings (each <= 0).
 
     Returns
@@ -187,82 +222,111 @@ def _scaling_loop(log_plan, log_a, log_b, log_mass, f, g, *, max_iter, tol, chec
     log_plan, f, g, n_iter, error (float or None when never measured), converged
     """
     inplace = not (torch.is_grad_enabled() and log_plan.requires_grad)
-    partial = log_mass is not None
-    pending = None
-    if partial:
-        pending = log_mass - torch.logsumexp(log_plan.flatten(-2), -1)
+    partial = mass is not None
+    dtype = log_plan.dtype
     error, converged, n_iter = None, False, 0
 
     def add(x, offset):
+        offset = offset.to(dtype)
         return x.add_(offset) if inplace else x + offset
 
     for it in range(max_iter):
-        log_rows = torch.logsumexp(log_plan, -1)
-        if partial:
-            log_rows = log_rows + pending[..., None]
+        log_rows = torch.logsumexp(log_plan, -1).double()
         if it > 0 and it % check_every == 0:
-            log_cols = None
-            if partial:
-                log_cols = torch.logsumexp(log_plan, -2) + pending[..., None]
-            error = float(_violation(log_rows, log_cols, log_a, log_b, f, g).detach().max())
+            error = float(_violation(log_rows, log_a, f).detach().max())
             if error <= tol:
                 converged = True
                 break
         if partial:
-            step = torch.minimum(log_a - log_rows, -f)
-            f = f + step
-            log_plan = add(log_plan, (step.to(log_plan.dtype) + pending[..., None])[..., None])
-            log_cols = torch.logsumexp(log_plan, -2)
-            step = torch.minimum(log_b - log_cols, -g)
-            g = g + step
-            step = step.to(log_plan.dtype)
+            step, f = _partial_block_step(log_rows, f, log_a, mass)
+            log_plan = add(log_plan, step[..., None])
+            log_cols = torch.logsumexp(log_plan, -2).double()
+            step, g = _partial_block_step(log_cols, g, log_b, mass)
             log_plan = add(log_plan, step[..., None, :])
-            pending = log_mass - torch.logsumexp(log_cols + step, -1)
         else:
             step = log_a - log_rows
             step = torch.where(torch.isnan(step), 0.0, step)  # zero-weight rows stay at -inf
             log_plan = add(log_plan, step[..., None])
-            step = log_b - torch.logsumexp(log_plan, -2)
+            step = log_b - torch.logsumexp(log_plan, -2).double()
             step = torch.where(torch.isnan(step), 0.0, step)
             log_plan = add(log_plan, step[..., None, :])
         n_iter = it + 1
-    if partial:
-        log_plan = add(log_plan, pending[..., None, None])
     return log_plan, f, g, n_iter, error, converged
 
 
-def _final_error(log_plan, log_a, log_b, f, g):
-    log_cols = torch.logsumexp(log_plan, -2) if f is not None else None
-    violation = _violation(torch.logsumexp(log_plan, -1), log_cols, log_a, log_b, f, g)
-    return float(violation.detach().max())
+def _final_error(log_plan, log_a, f):
+    log_rows = torch.logsumexp(log_plan, -1).double()
+    return float(_violation(log_rows, log_a, f).detach().max())
 
 
-def _solve(cost, a, b, epsilon, mass, options, f=None, g=None):
+def _epsilon_schedule(cost, epsilon, epsilon_scaling):
+    """Decreasing epsilons ending at ``epsilon``: halvings from about the cost range."""
+    if not epsilon_scaling:
+        return [epsilon]
+    spread = float((cost.amax((-1, -2)) - cost.amin((-1, -2))).max())
+    ratio = spread / epsilon
+    if ratio <= _ANNEAL_RATIO:
+        return [epsilon]
+    halvings = math.ceil(math.log2(ratio / _ANNEAL_RATIO))
+    return [epsilon * 2.0**k for k in range(halvings, 0, -1)] + [epsilon]
+
+
+def _iterate(cost, log_a, log_b, epsilon, mass, options):
+    """Anneal (when useful), then iterate at ``epsilon`` until ``tol``.
+
+    Records a graph when grad mode is on and an input requires grad. Returns
+    ``(log_plan, f, g, info)``; ``log_plan`` is float64 when a float32 problem asked for a
+    ``tol`` below what float32 log-plans reach.
+    """
+    partial = mass is not None
+    schedule = _epsilon_schedule(cost.detach(), epsilon, options["epsilon_scaling"])
+    log_plan = cost / -schedule[0]
+    f = g = None
+    if partial:
+        f = torch.zeros(log_a.shape, dtype=torch.float64, device=cost.device)
+        g = torch.zeros(log_b.shape, dtype=torch.float64, device=cost.device)
+    loop = dict(log_a=log_a, log_b=log_b, mass=mass, check_every=options["check_every"])
+    n_iter = 0
+    for previous, current in zip(schedule[:-1], schedule[1:]):
+        log_plan, f, g, n, _, _ = _scaling_loop(
+            log_plan, f=f, g=g, max_iter=_ANNEAL_ITER, tol=-1.0, **{**loop, "check_every": 1 << 30}
+        )
+        n_iter += n
+        ratio = previous / current  # same potentials, smaller epsilon
+        log_plan = log_plan.mul_(ratio) if not log_plan.requires_grad else log_plan * ratio
+        if partial:
+            f, g = f * ratio, g * ratio
+    budget, tol = options["max_iter"], options["tol"]
+    error, converged = None, False
+    if log_plan.dtype == torch.float32 and tol < _FLOAT32_TOL:
+        log_plan, f, g, n, error, converged = _scaling_loop(
+            log_plan, f=f, g=g, max_iter=budget, tol=_FLOAT32_STALL, **loop
+        )
+        n_iter, budget = n_iter + n, budget - n
+        log_plan, converged = log_plan.double(), False
+    if budget > 0:
+        log_plan, f, g, n, error, converged = _scaling_loop(
+            log_plan, f=f, g=g, max_iter=budget, tol=tol, **loop
+        )
+        n_iter += n
+    if not converged:
+        with torch.no_grad():
+            error = _final_error(log_plan, log_a, f)
+        converged = error <= tol
+    return log_plan, f, g, {"n_iter": n_iter, "marginal_error": error, "converged": converged}
+
+
+def _solve(cost, a, b, epsilon, mass, options):
     """Solve without recording a graph; return ``(log_plan, f, g, info)``."""
     with torch.no_grad():
-        log_plan = cost.detach().div(-epsilon)
-        log_a, log_b = _log_weights(a.detach()), _log_weights(b.detach())
-        log_mass = None
-        if mass is not None:
-            log_mass = math.log(mass)
-            f = torch.zeros(a.shape, dtype=torch.float64, device=a.device)
-            g = torch.zeros(b.shape, dtype=torch.float64, device=b.device)
-        log_plan, f, g, n_iter, error, converged = _scaling_loop(
-            log_plan,
-            log_a,
-            log_b,
-            log_mass,
-            f,
-            g,
-            max_iter=options["max_iter"],
-            tol=options["tol"],
-            check_every=options["check_every"],
+        return _iterate(
+            cost.detach(),
+            _log_weights(a.detach()),
+            _log_weights(b.detach()),
+            epsilon,
+            mass,
+            options,
         )
-        if not converged:
-            error = _final_error(log_plan, log_a, log_b, f, g)
-            converged = error <= options["tol"]
-    info = {"n_iter": n_iter, "marginal_error": error, "converged": converged}
-    return log_plan, f, g, info
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,7 +391,7 @@ class _ImplicitLogPlan(torch.autograd.Function):
     def forward(ctx, cost, a, b, epsilon, mass, options, info):
         log_plan, f, g, solve_info = _solve(cost, a, b, epsilon, mass, options)
         info.update(solve_info)
-        ctx.epsilon, ctx.partial = epsilon, mass is not None
+        ctx.epsilon, ctx.partial, ctx.dtype = epsilon, mass is not None, cost.dtype
         if mass is None:
             ctx.save_for_backward(log_plan)
         else:
@@ -351,9 +415,9 @@ class _ImplicitLogPlan(torch.autograd.Function):
         grad_cost = None
         if ctx.needs_input_grad[0]:
             grad_cost = plan * (u[..., :, None] + v[..., None, :] + t[..., None, None]) - grad
-            grad_cost = (grad_cost / ctx.epsilon).to(log_plan.dtype)
-        grad_a = u.to(log_plan.dtype) if ctx.needs_input_grad[1] else None
-        grad_b = v.to(log_plan.dtype) if ctx.needs_input_grad[2] else None
+            grad_cost = (grad_cost / ctx.epsilon).to(ctx.dtype)
+        grad_a = u.to(ctx.dtype) if ctx.needs_input_grad[1] else None
+        grad_b = v.to(ctx.dtype) if ctx.needs_input_grad[2] else None
         return grad_cost, grad_a, grad_b, None, None, None, None
 
 
@@ -403,32 +467,17 @@ def _transport(cost, epsilon, a, b, mass, options, log_plan_out, return_info):
     elif mode == "implicit":
         log_plan = _ImplicitLogPlan.apply(work, a, b, epsilon, mass, options, info)
     elif mode == "unrolled":
-        partial = mass is not None
-        log_plan, f, g, n_iter, error, converged = _scaling_loop(
-            work / -epsilon,
-            _log_weights(a),
-            _log_weights(b),
-            math.log(mass) if partial else None,
-            torch.zeros(a.shape, dtype=torch.float64, device=a.device) if partial else None,
-            torch.zeros(b.shape, dtype=torch.float64, device=b.device) if partial else None,
-            max_iter=options["max_iter"],
-            tol=options["tol"],
-            check_every=options["check_every"],
+        log_plan, _, _, info = _iterate(
+            work, _log_weights(a), _log_weights(b), epsilon, mass, options
         )
-        if not converged:
-            with torch.no_grad():
-                error = _final_error(log_plan, torch.log(a), torch.log(b), f, g)
-            converged = error <= options["tol"]
-        info = {"n_iter": n_iter, "marginal_error": error, "converged": converged}
     else:  # truncated: converge without a tape, then a few recorded iterations
         log_plan, f, g, info = _solve(work, a, b, epsilon, mass, options)
-        detached = work.detach()
-        log_plan = log_plan + (detached - work) / epsilon
+        log_plan = log_plan + ((work.detach() - work) / epsilon).to(log_plan.dtype)
         log_plan, _, _, n_extra, _, _ = _scaling_loop(
             log_plan,
             _log_weights(a),
             _log_weights(b),
-            None if mass is None else math.log(mass),
+            mass,
             f,
             g,
             max_iter=options["backprop_iter"],
@@ -444,8 +493,7 @@ def _transport(cost, epsilon, a, b, mass, options, log_plan_out, return_info):
             ConvergenceWarning,
             stacklevel=3,
         )
-    out = log_plan if log_plan_out else log_plan.exp()
-    out = out.to(out_dtype)
+    out = (log_plan if log_plan_out else log_plan.exp()).to(out_dtype)
     if was_numpy:
         out = out.detach().numpy()
     return (out, info) if return_info else out
@@ -462,6 +510,7 @@ def sinkhorn(
     check_every=10,
     differentiation="implicit",
     backprop_iter=10,
+    epsilon_scaling=True,
     log_plan=False,
     return_info=False,
 ):
@@ -494,6 +543,8 @@ def sinkhorn(
     tol : float, default=1e-6
         Stop when the L1 violation of the row marginals, ``sum_i |(P 1)_i - a_i|``, is at most
         ``tol`` in every problem of the batch (the columns are exact after each iteration).
+        A float32 problem stalls near ``1e-6`` (rounding of the log-plan); a ``tol`` below
+        ``8 * finfo(float32).eps`` (about ``9.5e-7``) finishes the iterations in float64.
     check_every : int, default=10
         Measure the violation every ``check_every`` iterations (each check synchronises a GPU).
     differentiation : {"implicit", "truncated", "unrolled"}, default="implicit"
@@ -507,6 +558,11 @@ def sinkhorn(
         constant (their totals must stay equal).
     backprop_iter : int, default=10
         Number of recorded iterations for ``differentiation="truncated"``.
+    epsilon_scaling : bool, default=True
+        When the cost range exceeds ``64 * epsilon``, start at a larger epsilon and halve it
+        down to ``epsilon``, 10 warm-started iterations per value (same solution, far fewer
+        iterations when ``cost / epsilon`` is large). Annealing iterations are not counted
+        in ``max_iter``.
     log_plan : bool, default=False
         Return :math:`\log P` instead of :math:`P` (finite even where :math:`P` underflows:
         use it for losses such as :math:`-\sum \hat P \log P`).
@@ -558,7 +614,9 @@ def sinkhorn(
     >>> cost.grad.shape
     torch.Size([4, 5, 3])
     """
-    options = _check_options(max_iter, tol, check_every, differentiation, backprop_iter)
+    options = _check_options(
+        max_iter, tol, check_every, differentiation, backprop_iter, epsilon_scaling
+    )
     return _transport(cost, epsilon, a, b, None, options, log_plan, return_info)
 
 
@@ -574,6 +632,7 @@ def partial_sinkhorn(
     check_every=10,
     differentiation="implicit",
     backprop_iter=10,
+    epsilon_scaling=True,
     log_plan=False,
     return_info=False,
 ):
@@ -588,8 +647,10 @@ def partial_sinkhorn(
 
     with :math:`s` = ``mass``, :math:`H(P) = -\sum_{ij} P_{ij}(\log P_{ij} - 1)`. The optimum
     is :math:`P_{ij} = \exp((f_i + g_j + h - C_{ij})/\varepsilon)` with :math:`f, g \le 0`;
-    the iterations are exact block-coordinate ascent on that dual (rows, columns, total mass),
-    written on :math:`\log P`: the same fixed point as POT's Dykstra iterations
+    the iterations are exact block-coordinate ascent on that dual, alternating the row
+    potentials with the mass offset :math:`h` (a sorted, closed-form step that makes the rows
+    feasible and the total mass exact) and the column potentials with :math:`h`, written on
+    :math:`\log P`: the same fixed point as POT's Dykstra iterations
     (:func:`ot.partial.entropic_partial_wasserstein`) but without its underflow at small
     ``epsilon`` (POT issue #723).
 
@@ -605,11 +666,11 @@ def partial_sinkhorn(
         Non-negative capacities; uniform ``1/n`` and ``1/m`` when None (their totals may
         differ).
     max_iter : int, default=1000
-        Maximum number of (row + column + mass) iterations.
+        Maximum number of (row + column) iterations.
     tol : float, default=1e-6
         Stop when the KKT residual is at most ``tol`` in every problem: the L1 mass that one
-        more row projection and one more column projection would move (it bounds the excess
-        over the capacities; the total mass is exact).
+        more row projection would move (it bounds the excess over the row capacities; the
+        columns are within capacity and the total mass is exact after each iteration). Float32 as in :func:`sinkhorn`.
     check_every : int, default=10
         Measure the residual every ``check_every`` iterations.
     differentiation : {"implicit", "truncated", "unrolled"}, default="implicit"
@@ -617,6 +678,11 @@ def partial_sinkhorn(
         capacity is saturated as equality constraints.
     backprop_iter : int, default=10
         Number of recorded iterations for ``differentiation="truncated"``.
+    epsilon_scaling : bool, default=True
+        When the cost range exceeds ``64 * epsilon``, start at a larger epsilon and halve it
+        down to ``epsilon``, 10 warm-started iterations per value (same solution, far fewer
+        iterations when ``cost / epsilon`` is large). Annealing iterations are not counted
+        in ``max_iter``.
     log_plan : bool, default=False
         Return :math:`\log P` instead of :math:`P`.
     return_info : bool, default=False
@@ -650,7 +716,9 @@ def partial_sinkhorn(
     >>> round(plan.sum().item(), 6)
     0.5
     """
-    options = _check_options(max_iter, tol, check_every, differentiation, backprop_iter)
+    options = _check_options(
+        max_iter, tol, check_every, differentiation, backprop_iter, epsilon_scaling
+    )
     if mass is None:
         raise TypeError("mass=None is not accepted; give the transported mass as a number.")
     return _transport(cost, epsilon, a, b, mass, options, log_plan, return_info)
