@@ -100,11 +100,6 @@ def _first_relevant_rank(sim: np.ndarray, rel: np.ndarray) -> np.ndarray:
     return (1 + above + tied_irrelevant).astype(np.int64)
 
 
-def _pessimistic_order(sim: np.ndarray, rel: np.ndarray) -> np.ndarray:
-    # Sort by decreasing score; among equal scores, non-relevant (False) first.
-    return np.lexsort((rel, -sim), axis=-1)
-
-
 def first_relevant_rank(similarity, relevant) -> np.ndarray:
     """1-based rank of the best-ranked relevant gallery item of each query.
 
@@ -179,11 +174,22 @@ def recall_at_k(similarity, relevant, k) -> float:
 
 
 def _average_precision_at_k(sim: np.ndarray, rel: np.ndarray, k: int) -> np.ndarray:
-    top = _pessimistic_order(sim, rel)[:, :k]
-    hits = np.take_along_axis(rel, top, axis=1).astype(np.float64)
-    precision = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)
+    # Without sorting the rows: the i-th best relevant item (score x_i) sits, pessimistically,
+    # at rank r_i = i + #(non-relevant items scoring >= x_i), and contributes i / r_i when
+    # r_i <= k. Only i <= k can qualify, so k passes over the matrix suffice.
+    n_gallery = sim.shape[1]
+    depth = min(k, n_gallery)
+    masked = np.where(rel, sim, -np.inf)
+    if depth < n_gallery:
+        masked = -np.partition(-masked, depth - 1, axis=1)[:, :depth]
+    best_relevant = -np.sort(-masked, axis=1)[:, :depth]
     n_relevant = rel.sum(axis=1)
-    return (precision * hits).sum(axis=1) / np.minimum(k, n_relevant)
+    irrelevant = ~rel
+    total = np.zeros(sim.shape[0])
+    for i in range(depth):
+        rank = (i + 1) + (irrelevant & (sim >= best_relevant[:, i : i + 1])).sum(axis=1)
+        total += np.where((i < n_relevant) & (rank <= k), (i + 1) / rank, 0.0)
+    return total / np.minimum(k, n_relevant)
 
 
 def mean_average_precision_at_k(similarity, relevant, k=10) -> float:

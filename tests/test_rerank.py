@@ -35,7 +35,7 @@ def _dense_plan(q, g, epsilon, normalize_cost):
 
 @pytest.mark.parametrize("shape", [(9, 5), (5, 9), (1, 4), (6, 1), (12, 12)])
 @pytest.mark.parametrize("epsilon, normalize_cost", [(0.05, True), (0.02, True), (0.5, False)])
-@pytest.mark.parametrize("chunk_size", [1, 4, 1024])
+@pytest.mark.parametrize("chunk_size", [4, 1024])
 def test_equals_dense_pot_plan(shape, epsilon, normalize_cost, chunk_size):
     q, g = _embeddings(sum(shape), *shape)
     expected = _dense_plan(q, g, epsilon, normalize_cost)
