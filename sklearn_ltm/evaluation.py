@@ -110,8 +110,11 @@ def _accepts_batch_size(method) -> bool:
 
 def _embed(retriever, clips, captions, batch_size):
     kwargs = {} if batch_size is None else {"batch_size": batch_size}
-    audio = _check_embeddings(retriever.transform(clips, **kwargs), "retriever.transform(X)")
-    text = _check_embeddings(retriever.embed_text(captions, **kwargs), "retriever.embed_text(y)")
+    # float32 stays float32 for the transductive plan; the metrics work in float64
+    audio = _check_embeddings(retriever.transform(clips, **kwargs), "retriever.transform(X)",
+                              upcast=False)
+    text = _check_embeddings(retriever.embed_text(captions, **kwargs), "retriever.embed_text(y)",
+                             upcast=False)
     if audio.shape[0] != len(clips) or text.shape[0] != len(captions):
         raise ValueError(
             f"retriever returned {audio.shape[0]} audio embeddings for {len(clips)} clips and "
@@ -142,6 +145,7 @@ def _text_to_audio_similarity(text, audio, options):
         return transductive_log_plan(text, audio, epsilon=options["epsilon"],
                                      n_iter=options["n_iter"], tol=options["tol"],
                                      chunk_size=options["chunk_size"])
+    text, audio = text.astype(np.float64, copy=False), audio.astype(np.float64, copy=False)
     sim = text @ audio.T
     sim *= 2.0
     sim -= (text * text).sum(axis=1)[:, None]

@@ -344,14 +344,16 @@ def _check_ks(ks) -> tuple[int, ...]:
     return tuple(int(k) for k in ks)
 
 
-def _check_embeddings(array, name: str) -> np.ndarray:
+def _check_embeddings(array, name: str, upcast: bool = True) -> np.ndarray:
+    """Validate a 2-D finite embedding matrix; float64 unless ``upcast=False`` keeps a float."""
     emb = _to_numpy(array, name)
     if emb.ndim != 2 or emb.shape[0] == 0 or emb.shape[1] == 0:
         raise ValueError(f"{name} must be a non-empty 2-D array (n, embedding_dim); "
                          f"got shape {emb.shape}.")
     if emb.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers; got dtype {emb.dtype}.")
-    emb = emb.astype(np.float64, copy=False)
+    if upcast or emb.dtype.kind != "f":
+        emb = emb.astype(np.float64, copy=False)
     if not np.isfinite(emb).all():
         raise ValueError(f"{name} contains NaN or infinite values.")
     return emb
