@@ -152,8 +152,10 @@ _FLOAT32_STALL = 32 * torch.finfo(torch.float32).eps
 _FLOAT32_TOL = 8 * torch.finfo(torch.float32).eps
 #: Anneal epsilon when (cost range) / epsilon exceeds this ratio.
 _ANNEAL_RATIO = 64.0
-#: Iterations spent at each intermediate epsilon when annealing.
-_ANNEAL_ITER = 10
+#: At most this many iterations at each intermediate epsilon when annealing ...
+_ANNEAL_ITER = 50
+#: ... stopping earlier once the marginal error is below this (or below ``tol``).
+_ANNEAL_TOL = 1e-3
 
 
 def _log_weights(weights):
@@ -174,6 +176,7 @@ def _violation(log_rows, log_a, f):
     if f is None:
         return (rows - torch.exp(log_a)).abs().sum(-1)
     target = torch.exp(torch.minimum(log_a, log_rows - f))
+    target = torch.where(torch.isneginf(log_a), 0.0, target)  # zero-capacity rows hold 0
     return (rows - target).abs().sum(-1)
 
 
@@ -289,7 +292,7 @@ def _iterate(cost, log_a, log_b, epsilon, mass, options):
     n_iter = 0
     for previous, current in zip(schedule[:-1], schedule[1:]):
         log_plan, f, g, n, _, _ = _scaling_loop(
-            log_plan, f=f, g=g, max_iter=_ANNEAL_ITER, tol=-1.0, **{**loop, "check_every": 1 << 30}
+            log_plan, f=f, g=g, max_iter=_ANNEAL_ITER, tol=max(options["tol"], _ANNEAL_TOL), **loop
         )
         n_iter += n
         ratio = previous / current  # same potentials, smaller epsilon
@@ -560,9 +563,10 @@ def sinkhorn(
         Number of recorded iterations for ``differentiation="truncated"``.
     epsilon_scaling : bool, default=True
         When the cost range exceeds ``64 * epsilon``, start at a larger epsilon and halve it
-        down to ``epsilon``, 10 warm-started iterations per value (same solution, far fewer
-        iterations when ``cost / epsilon`` is large). Annealing iterations are not counted
-        in ``max_iter``.
+        down to ``epsilon``, warm-starting each value and running it until the marginal error
+        is below ``1e-3`` (at most 50 iterations each): the same solution, far fewer
+        iterations when ``cost / epsilon`` is large. Annealing iterations are not counted in
+        ``max_iter`` (they are in ``info["n_iter"]``).
     log_plan : bool, default=False
         Return :math:`\log P` instead of :math:`P` (finite even where :math:`P` underflows:
         use it for losses such as :math:`-\sum \hat P \log P`).
@@ -680,9 +684,10 @@ def partial_sinkhorn(
         Number of recorded iterations for ``differentiation="truncated"``.
     epsilon_scaling : bool, default=True
         When the cost range exceeds ``64 * epsilon``, start at a larger epsilon and halve it
-        down to ``epsilon``, 10 warm-started iterations per value (same solution, far fewer
-        iterations when ``cost / epsilon`` is large). Annealing iterations are not counted
-        in ``max_iter``.
+        down to ``epsilon``, warm-starting each value and running it until the marginal error
+        is below ``1e-3`` (at most 50 iterations each): the same solution, far fewer
+        iterations when ``cost / epsilon`` is large. Annealing iterations are not counted in
+        ``max_iter`` (they are in ``info["n_iter"]``).
     log_plan : bool, default=False
         Return :math:`\log P` instead of :math:`P`.
     return_info : bool, default=False
