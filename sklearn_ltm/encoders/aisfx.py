@@ -22,7 +22,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._layers import ConvBlock, init_conv_block_weights, prepare_waveforms
+from ._layers import (
+    ConvBlock,
+    channels_last,
+    init_conv_block_weights,
+    prepare_waveforms,
+    use_channels_last,
+)
 from ._serialization import extract_state_dict, safe_torch_load
 from .frontend import LogMelFrontEnd, SpecAugment
 
@@ -158,6 +164,7 @@ class AisfxEncoder(nn.Module):
         for i, (c_in, c_out) in enumerate([(1, 64), (64, 128), (128, 256), (256, 512)], 1):
             setattr(self, f"conv_block{i}", ConvBlock(c_in, c_out, pool_type="max"))
         init_conv_block_weights(self)
+        use_channels_last(self)
         if pretrained:
             self.load_state_dict(load_aisfx_state_dict())
 
@@ -192,7 +199,7 @@ class AisfxEncoder(nn.Module):
 
     def embed_blocks(self, blocks: torch.Tensor) -> torch.Tensor:
         """Network output for blocks of shape (n_blocks, block_frames, 96): (n_blocks, 512)."""
-        x = blocks.unsqueeze(1)
+        x = channels_last(blocks.unsqueeze(1))
         for i in range(1, 5):
             x, _ = getattr(self, f"conv_block{i}")(x, None, pool_size=(2, 2) if i < 4 else (1, 1))
         return x.mean(dim=3).amax(dim=2)

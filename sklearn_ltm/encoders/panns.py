@@ -18,11 +18,13 @@ from torch import nn
 
 from ._layers import (
     ConvBlock,
+    channels_last,
     halve,
     init_conv_block_weights,
     mask_time,
     max_plus_mean_over_time,
     prepare_waveforms,
+    use_channels_last,
 )
 from ._serialization import extract_state_dict, safe_torch_load
 from .frontend import LogMelFrontEnd, SpecAugment, log_mel_config
@@ -122,7 +124,7 @@ class PANNsEncoder(nn.Module):
         x = self.bn0(mel.unsqueeze(1).transpose(1, 3)).transpose(1, 3)
         if self.training and self.spec_augment:
             x = self.spec_augmenter(x, frame_lengths)
-        x, frame_lengths = self._trunk(x, frame_lengths)
+        x, frame_lengths = self._trunk(channels_last(x), frame_lengths)
         return max_plus_mean_over_time(x.mean(dim=3), frame_lengths)
 
     def get_config(self) -> dict:
@@ -159,6 +161,7 @@ class _VGGLikeEncoder(PANNsEncoder):
             setattr(self, f"conv_block{i}", ConvBlock(in_ch, out_ch))
             in_ch = out_ch
         init_conv_block_weights(self)
+        use_channels_last(self)
 
     def _trunk(self, x, lengths):
         n_blocks = len(self.channels)
@@ -228,7 +231,7 @@ class _BasicBlock(nn.Module):
         out, out_lengths = x, lengths
         if self.stride == 2:
             out, out_lengths = F.avg_pool2d(x, kernel_size=(2, 2)), halve(lengths)
-        out = F.relu(self.bn1(self.conv1(mask_time(out, out_lengths))))
+        out = F.relu(self.bn1(self.conv1(mask_time(out, out_lengths))), inplace=True)
         out = F.dropout(out, p=0.1, training=self.training)
         out = self.bn2(self.conv2(mask_time(out, out_lengths)))
         identity = x if self.downsample is None else self.downsample(x)
@@ -279,6 +282,7 @@ class ResNet38Encoder(PANNsEncoder):
         for block in self.resnet.modules():
             if isinstance(block, _BasicBlock):  # zero-initialised residual branches
                 nn.init.zeros_(block.bn2.weight)
+        use_channels_last(self)
 
     def _trunk(self, x, lengths):
         x, lengths = self.conv_block1(x, lengths, pool_size=(2, 2))
