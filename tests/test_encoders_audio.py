@@ -203,6 +203,18 @@ def test_padded_rows_equal_solo_spectrograms():
         assert not mel[i, solo.shape[1]:].any()
 
 
+def test_front_end_stays_float32_under_autocast():
+    frontend = LogMelFrontEnd()
+    x = torch.randn(2, 16000)
+    reference, _ = frontend(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mel, _ = frontend(x)
+        with torch.no_grad():
+            out = _encoder("cnn10").eval()(x, torch.tensor([16000, 9000]))
+    assert mel.dtype == torch.float32 and torch.equal(mel, reference)
+    assert torch.isfinite(out).all()
+
+
 @pytest.mark.parametrize("kwargs, match", [({"f_max": 20000.0}, "f_max"), ({"mel_scale": "bark"}, "mel_scale"),
                                            ({"n_mels": 0}, "n_mels"), ({"compression": "ln"}, "compression")])
 def test_front_end_bad_arguments(kwargs, match):
@@ -272,6 +284,16 @@ def test_spec_augment_runs_in_training_only(name, monkeypatch):
         encoder.spec_augment = False
         encoder.train()(x)
         assert calls == [1]
+
+
+@pytest.mark.parametrize("name", AUDIO_ENCODER_NAMES)
+def test_silence_trains_without_nan(name):
+    encoder = _encoder(name).train()
+    silence = torch.zeros(2, encoder.sample_rate // 4)
+    out = encoder(silence, torch.tensor([encoder.sample_rate // 4, 100]))
+    out.sum().backward()
+    assert torch.isfinite(out).all()
+    assert all(torch.isfinite(p.grad).all() for p in encoder.parameters() if p.grad is not None)
 
 
 @pytest.mark.parametrize("name", AUDIO_ENCODER_NAMES)

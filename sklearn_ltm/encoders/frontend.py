@@ -153,6 +153,10 @@ class LogMelFrontEnd(nn.Module):
         return num_frames(n_samples, self.hop_length, self.n_fft, self.center)
 
     def _log_mel(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):  # always float32
+            return self._log_mel_fp32(x.float())
+
+    def _log_mel_fp32(self, x: torch.Tensor) -> torch.Tensor:
         spec = torch.stft(x, n_fft=self.n_fft, hop_length=self.hop_length, window=self.window,
                           center=self.center, pad_mode=self.pad_mode, return_complex=True)
         power = spec.real.square() + spec.imag.square()
