@@ -1,12 +1,46 @@
 """sklearn-ltm: audio-text retrieval with mini-batch Learning-to-Match (m-LTM).
 
-The public names are re-exported here; the math lives in :mod:`sklearn_ltm.transport`,
-:mod:`sklearn_ltm.metric` and :mod:`sklearn_ltm.losses`, the evaluation in
-:mod:`sklearn_ltm.metrics`, the data in :mod:`sklearn_ltm.datasets`.
+The estimator :class:`LTMRetriever` trains and serves m-LTM models; the math lives in
+:mod:`sklearn_ltm.transport` (entropic and partial optimal transport),
+:mod:`sklearn_ltm.metric` (ground metrics) and :mod:`sklearn_ltm.losses`; retrieval
+evaluation in :mod:`sklearn_ltm.evaluation` and :mod:`sklearn_ltm.metrics`; data in
+:mod:`sklearn_ltm.datasets`; audio and text models in :mod:`sklearn_ltm.encoders`.
 """
 
 __version__ = "0.1.0"
 
+from .evaluation import (  # noqa: E402
+    RETRIEVAL_SCORERS,
+    evaluate,
+    get_retrieval_scorers,
+    make_multi_retrieval_scorer,
+    make_retrieval_scorer,
+    text_to_audio_score,
+)
+from .features import (  # noqa: E402
+    LogMelSegmentFeatures,
+    PretrainedAudioFeatures,
+    PretrainedTextFeatures,
+)
+from .metrics import modality_gap  # noqa: E402
 from .retriever import LTMRetriever  # noqa: E402
+from .transport import partial_sinkhorn, sinkhorn  # noqa: E402
+from .zero_shot import ZeroShotAudioClassifier  # noqa: E402
 
-__all__ = ["__version__", "LTMRetriever"]
+__all__ = [
+    "__version__",
+    "LTMRetriever",
+    "ZeroShotAudioClassifier",
+    "evaluate",
+    "text_to_audio_score",
+    "make_retrieval_scorer",
+    "make_multi_retrieval_scorer",
+    "get_retrieval_scorers",
+    "RETRIEVAL_SCORERS",
+    "modality_gap",
+    "sinkhorn",
+    "partial_sinkhorn",
+    "LogMelSegmentFeatures",
+    "PretrainedAudioFeatures",
+    "PretrainedTextFeatures",
+]

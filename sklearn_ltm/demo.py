@@ -242,8 +242,9 @@ def run_demo(output="ltm-demo-report", *, n_clips=None, noise_ratio=0.4, quick=F
     gallery_clips = data.clip_ids[gallery_rows]
     query_rows = test[rng.choice(len(test), size=3, replace=False)]
     idx, dist = est.retrieve(caption_list(query_rows), audio[gallery_rows], k=3)
-    from .encoders.frontend import LogMelFrontEnd
     import torch
+
+    from .encoders.frontend import LogMelFrontEnd
 
     frontend = LogMelFrontEnd(sample_rate=data.sample_rate, n_fft=512, hop_length=160,
                               n_mels=48, f_min=50.0, f_max=data.sample_rate / 2)
