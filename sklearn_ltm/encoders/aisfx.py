@@ -187,6 +187,13 @@ class AisfxEncoder(nn.Module):
         """Peak-normalised, scaled log-mel spectrograms: ((batch, frames, 96), frame counts).
 
         Frames past a clip's own count are 0.
+
+        Examples
+        --------
+        >>> import torch
+        >>> spec, frames = AisfxEncoder(pretrained=False).spectrogram(torch.zeros(1, 44100))
+        >>> tuple(spec.shape), frames.tolist()
+        ((1, 44, 96), [44])
         """
         waveforms, lengths = prepare_waveforms(waveforms, lengths, 1)
         peak = waveforms.abs().amax(dim=1, keepdim=True)
@@ -198,7 +205,15 @@ class AisfxEncoder(nn.Module):
         return spec / AISFX_SPEC_MAX, frame_lengths
 
     def embed_blocks(self, blocks: torch.Tensor) -> torch.Tensor:
-        """Network output for blocks of shape (n_blocks, block_frames, 96): (n_blocks, 512)."""
+        """Network output for blocks of shape (n_blocks, block_frames, 96): (n_blocks, 512).
+
+        Examples
+        --------
+        >>> import torch
+        >>> encoder = AisfxEncoder(pretrained=False).eval()
+        >>> tuple(encoder.embed_blocks(torch.zeros(3, 100, 96)).shape)
+        (3, 512)
+        """
         x = channels_last(blocks.unsqueeze(1))
         for i in range(1, 5):
             x, _ = getattr(self, f"conv_block{i}")(x, None, pool_size=(2, 2) if i < 4 else (1, 1))
@@ -215,6 +230,16 @@ class AisfxEncoder(nn.Module):
         Returns
         -------
         list of torch.Tensor of shape (n_blocks_i, 512)
+
+        Examples
+        --------
+        >>> import torch
+        >>> encoder = AisfxEncoder(pretrained=False).eval()
+        >>> with torch.no_grad():
+        ...     blocks = encoder.block_embeddings(torch.zeros(2, 176400),
+        ...                                       lengths=torch.tensor([176400, 44100]))
+        >>> [tuple(b.shape) for b in blocks]  # 4 s: 2 full blocks; 1 s: 1 padded block
+        [(2, 512), (1, 512)]
         """
         spec, frame_lengths = self.spectrogram(waveforms, lengths)
         if self.training and self.spec_augment:
@@ -237,6 +262,15 @@ class AisfxEncoder(nn.Module):
         Returns
         -------
         torch.Tensor of shape (batch, 512)
+
+        Examples
+        --------
+        >>> import torch
+        >>> encoder = AisfxEncoder(pretrained=False, pooling="max").eval()
+        >>> with torch.no_grad():
+        ...     out = encoder(torch.zeros(1, 88200))
+        >>> tuple(out.shape)
+        (1, 512)
         """
         per_clip = self.block_embeddings(waveforms, lengths)
         reduce = (lambda e: e.mean(dim=0)) if self.pooling == "mean" else (lambda e: e.amax(dim=0))

@@ -180,6 +180,13 @@ class LogMelFrontEnd(nn.Module):
             Frames past a clip's own frame count are 0.
         frame_lengths : torch.Tensor of int64, shape (batch,), or None
             Frames of each clip; None when ``lengths`` is None or no row is padded.
+
+        Examples
+        --------
+        >>> import torch
+        >>> mel, frames = LogMelFrontEnd()(torch.zeros(2, 3200), torch.tensor([3200, 1000]))
+        >>> tuple(mel.shape), frames.tolist()
+        ((2, 11, 64), [11, 4])
         """
         if waveforms.ndim != 2:
             raise ValueError(
@@ -253,7 +260,19 @@ class SpecAugment(nn.Module):
         return inside.any(dim=1)
 
     def forward(self, x: torch.Tensor, frame_lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Mask ``x`` of shape (batch, channels, time, freq); identity in eval mode."""
+        """Mask ``x`` of shape (batch, channels, time, freq); identity in eval mode.
+
+        ``frame_lengths`` (batch,) limits the time stripes to each clip's real frames.
+
+        Examples
+        --------
+        >>> import torch
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.ones(1, 1, 10, 4)
+        >>> y = SpecAugment(freq_masks=0, time_mask_width=5).train()(x, torch.tensor([6]))
+        >>> bool(y[0, 0, 6:].eq(1).all())  # frames 6.. are padding: never masked
+        True
+        """
         if not self.training or (self.time_masks == 0 and self.freq_masks == 0):
             return x
         batch, _, n_time, n_freq = x.shape

@@ -50,7 +50,14 @@ class ProjectionHead(nn.Module):
         self.fc2 = nn.Linear(self.hidden_dim, self.out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Unit-norm embeddings of shape (batch, out_dim)."""
+        """Unit-norm embeddings of shape (batch, out_dim).
+
+        Examples
+        --------
+        >>> import torch
+        >>> ProjectionHead(3, 2)(torch.ones(1, 3)).norm().item()
+        1.0
+        """
         if x.shape[-1] != self.in_dim:
             raise ValueError(f"input has {x.shape[-1]} features; this head expects {self.in_dim}.")
         h = F.dropout(F.relu(self.fc1(x)), p=self.dropout, training=self.training)

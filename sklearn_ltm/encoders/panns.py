@@ -71,6 +71,13 @@ class PANNsEncoder(nn.Module):
     sample_rate : int
     output_dim : int
     frontend : LogMelFrontEnd
+
+    Examples
+    --------
+    >>> issubclass(Cnn10Encoder, PANNsEncoder)
+    True
+    >>> Cnn10Encoder(hop_length=160, sample_rate=16000, f_max=8000.0).min_samples
+    2400
     """
 
     name = "panns"
@@ -118,6 +125,16 @@ class PANNsEncoder(nn.Module):
         Returns
         -------
         torch.Tensor of shape (batch, output_dim)
+
+        Examples
+        --------
+        >>> import torch
+        >>> encoder = Cnn10Encoder().eval()
+        >>> clips = torch.zeros(2, 32000)
+        >>> with torch.no_grad():
+        ...     out = encoder(clips, lengths=torch.tensor([32000, 12000]))
+        >>> tuple(out.shape)
+        (2, 512)
         """
         waveforms, lengths = prepare_waveforms(waveforms, lengths, self.min_samples)
         mel, frame_lengths = self.frontend(waveforms, lengths)

@@ -271,6 +271,11 @@ class ScratchTextEncoder(nn.Module):
         """Build the vocabulary from ``texts``: its most frequent words, in alphabetical order.
 
         Creates a freshly initialised embedding table. Returns ``self``.
+
+        Examples
+        --------
+        >>> ScratchTextEncoder(min_count=2).fit_vocabulary(["a dog", "a cat"]).vocabulary_
+        ['<pad>', '<unk>', 'a']
         """
         texts = _check_texts(texts)
         counts = Counter(w for t in texts for w in self.split_words(t))
@@ -288,6 +293,13 @@ class ScratchTextEncoder(nn.Module):
         """Word ids ``input_ids`` and ``attention_mask`` (batch, longest caption).
 
         Unknown words map to ``<unk>`` (1); a caption without any word becomes one ``<unk>``.
+
+        Examples
+        --------
+        >>> encoder = ScratchTextEncoder(max_length=2).fit_vocabulary(["rain falls"])
+        >>> encoder.tokenize(["Rain falls softly", "?"])["input_ids"]
+        tensor([[3, 2],
+                [1, 0]])
         """
         self._require_vocabulary()
         texts = _check_texts(texts)
@@ -300,7 +312,14 @@ class ScratchTextEncoder(nn.Module):
         return {"input_ids": input_ids, "attention_mask": (input_ids != 0).long()}
 
     def forward(self, tokens: dict) -> torch.Tensor:
-        """Caption embeddings (batch, 2 * hidden_dim) from :meth:`tokenize` output."""
+        """Caption embeddings (batch, 2 * hidden_dim) from :meth:`tokenize` output.
+
+        Examples
+        --------
+        >>> encoder = ScratchTextEncoder(hidden_dim=4).fit_vocabulary(["rain falls"]).eval()
+        >>> tuple(encoder(encoder.tokenize(["rain", "falls rain"])).shape)
+        (2, 8)
+        """
         self._require_vocabulary()
         device = self.embedding.weight.device
         input_ids = tokens["input_ids"].to(device)
