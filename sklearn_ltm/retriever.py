@@ -6,6 +6,7 @@ import copy
 import json
 import numbers
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -127,6 +128,9 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         Token truncation length of text encoders.
     text_pooling : {"cls", "mean"}, default="cls"
         Pooling of Hugging Face text encoders.
+    on_bad_audio : {"raise", "skip"}, default="raise"
+        A missing, empty or unreadable audio file in ``fit``: raise an error naming it, or
+        drop its pairs with one warning that counts them.
     mixed_precision : bool, default=False
         bf16 autocast of the encoders on CUDA (ignored on CPU).
     checkpoint_path : str or None, default=None
@@ -182,8 +186,8 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                  gradient_clip=2.0, validation_fraction=0.1, early_stopping=True, patience=5,
                  freeze_audio_encoder=False, freeze_text_encoder=False, sample_rate=None,
                  max_audio_seconds=10.0, text_max_length=64, text_pooling="cls",
-                 mixed_precision=False, checkpoint_path=None, device="auto", random_state=None,
-                 verbose=0):
+                 on_bad_audio="raise", mixed_precision=False, checkpoint_path=None,
+                 device="auto", random_state=None, verbose=0):
         self.audio_encoder = audio_encoder
         self.text_encoder = text_encoder
         self.audio_encoder_weights = audio_encoder_weights
@@ -213,6 +217,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         self.max_audio_seconds = max_audio_seconds
         self.text_max_length = text_max_length
         self.text_pooling = text_pooling
+        self.on_bad_audio = on_bad_audio
         self.mixed_precision = mixed_precision
         self.checkpoint_path = checkpoint_path
         self.device = device
@@ -239,6 +244,10 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
             raise ValueError(f"metric={self.metric!r} is not accepted; use one of {list(METRICS)}.")
         if self.loss not in LOSSES:
             raise ValueError(f"loss={self.loss!r} is not accepted; use one of {list(LOSSES)}.")
+        if self.on_bad_audio not in ("raise", "skip"):
+            raise ValueError(
+                f"on_bad_audio={self.on_bad_audio!r} is not accepted; use 'raise' or 'skip'."
+            )
         if self.text_pooling not in ("cls", "mean"):
             raise ValueError(
                 f"text_pooling={self.text_pooling!r} is not accepted; use 'cls' or 'mean'."
@@ -286,13 +295,13 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         if spec == "features":
             return None, None
         if isinstance(spec, torch.nn.Module):
-            module = copy.deepcopy(spec)
-            if not isinstance(getattr(module, "output_dim", None), int):
-                raise ValueError(
-                    "a custom audio_encoder module needs an integer `output_dim` attribute "
-                    f"(got {getattr(module, 'output_dim', None)!r})."
-                )
-            return module, None
+            from .encoders import check_audio_encoder
+
+            try:
+                check_audio_encoder(spec, dry_run=False)
+            except TypeError as exc:
+                raise ValueError(f"audio_encoder: {exc}") from exc
+            return copy.deepcopy(spec), None
         from .encoders import build_audio_encoder
 
         module = build_audio_encoder(spec, weights=self.audio_encoder_weights)
@@ -341,20 +350,37 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         tokenizer = getattr(self.model_.text_encoder, "tokenize", None)
         return TextBatcher(text.kind, text.data, tokenizer)
 
-    def _check_audio_files(self, audio: AudioInput):
+    @staticmethod
+    def _check_audio_files(audio: AudioInput, on_bad: str = "raise") -> np.ndarray:
+        """Rows whose file is readable; raise on the first bad file unless ``on_bad='skip'``."""
+        keep = np.ones(len(audio), dtype=bool)
         if audio.kind != "paths":
-            return
+            return keep
         import soundfile as sf
 
-        for p in audio.data:
-            if not os.path.isfile(p):
-                raise ValueError(f"audio file {p!r} does not exist.")
-            try:
-                info = sf.info(p)
-            except Exception as exc:
-                raise ValueError(f"audio file {p!r} cannot be read: {exc}") from exc
-            if info.frames == 0:
-                raise ValueError(f"audio file {p!r} is empty (0 frames).")
+        verdict: dict[str, str | None] = {}
+        for i, p in enumerate(audio.data):
+            if p not in verdict:
+                problem = None
+                if not os.path.isfile(p):
+                    problem = "does not exist"
+                else:
+                    try:
+                        if sf.info(p).frames == 0:
+                            problem = "is empty (0 frames)"
+                    except Exception as exc:
+                        problem = f"cannot be read: {exc}"
+                verdict[p] = problem
+            if verdict[p] is not None:
+                if on_bad == "raise":
+                    raise ValueError(f"audio file {p!r} {verdict[p]}.")
+                keep[i] = False
+        if not keep.all():
+            bad = sorted({p for p, v in verdict.items() if v is not None})
+            warnings.warn(
+                f"skipped {len(bad)} unreadable audio file(s) ({int((~keep).sum())} pairs), "
+                f"e.g. {bad[:3]}", UserWarning, stacklevel=3)
+        return keep
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y, groups=None, *, resume_from=None):
@@ -405,7 +431,13 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
             groups = np.unique(groups, return_inverse=True)[1].astype(np.int64)
         if resume_from is not None and not os.path.isfile(resume_from):
             raise ValueError(f"resume_from={resume_from!r} is not a file.")
-        self._check_audio_files(audio)
+        keep = self._check_audio_files(audio, self.on_bad_audio)
+        if not keep.all():
+            rows = np.flatnonzero(keep)
+            if len(rows) < 2:
+                raise ValueError(f"only {len(rows)} pairs have readable audio; fit needs 2.")
+            audio, text, groups = audio.take(rows), text.take(rows), groups[rows]
+            groups = np.unique(groups, return_inverse=True)[1].astype(np.int64)
 
         rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
         torch_seed = int(rng.integers(2**31 - 1))

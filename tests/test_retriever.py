@@ -213,6 +213,7 @@ def test_clone_and_custom_module_not_trained_in_place():
             super().__init__()
             self.lin = torch.nn.Linear(24, 12)
             self.output_dim = 12
+            self.sample_rate = 16000
 
         def forward(self, x, lengths=None):
             return self.lin(x)
