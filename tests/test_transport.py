@@ -203,6 +203,42 @@ def test_convergence_warning_when_max_iter_too_small():
     assert not info["converged"] and info["n_iter"] == 3
 
 
+def _one_to_one_cost(size=48, seed=11):
+    """A batch whose entropic plan is nearly a permutation (scaling iterations crawl)."""
+    generator = torch.Generator().manual_seed(seed)
+    code = torch.randn(size, 64, generator=generator, dtype=torch.float64)
+    text = code + 0.3 * torch.randn(size, 64, generator=generator, dtype=torch.float64)
+    audio = code + 0.3 * torch.randn(size, 64, generator=generator, dtype=torch.float64)
+    cost = torch.cdist(text, audio) ** 2
+    return cost / cost.max()
+
+
+@pytest.mark.parametrize("solver", ["full", "partial"])
+def test_newton_steps_converge_where_scaling_crawls(solver):
+    cost = _one_to_one_cost()
+
+    def solve(newton):
+        kwargs = dict(tol=1e-10, max_iter=300, newton=newton, return_info=True)
+        if solver == "full":
+            return sinkhorn(cost, 0.03, **kwargs)
+        return partial_sinkhorn(cost, 0.03, 0.8, **kwargs)
+
+    plan, info = solve(newton=True)
+    assert info["converged"] and 1 <= info["n_newton"] <= 8 and info["n_iter"] < 300
+    rows, cols = plan.sum(1), plan.sum(0)
+    if solver == "full":
+        assert (rows - 1 / 48).abs().sum() <= 1e-10 and (cols - 1 / 48).abs().sum() <= 1e-12
+    else:
+        assert (rows - 1 / 48).clamp_min(0).sum() <= 1e-10
+        assert (cols - 1 / 48).clamp_min(0).sum() <= 1e-12
+        assert plan.sum().item() == pytest.approx(0.8, abs=1e-12)
+    with pytest.warns(ConvergenceWarning):
+        plain, plain_info = solve(newton=False)
+    assert plain_info["marginal_error"] > 1e3 * info["marginal_error"]
+    # the same optimum: the crawling iterate is close, just not converged
+    assert (plain - plan).abs().max() < 1e-5
+
+
 # ------------------------------------------------------------------ float32 robustness
 @pytest.mark.parametrize("epsilon", [1e-3, 1e-2, 1e-1, 1.0])
 @pytest.mark.parametrize("scale", [1.0, 1e3])
