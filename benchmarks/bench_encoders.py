@@ -128,15 +128,53 @@ def bench_text_encoders(device: torch.device, batch_size: int, repeats: int) -> 
     return rows
 
 
-# The benchmarks run for each device, in this order. The estimator-side measurement (epoch
-# time of frozen-encoder training with the output cache against without it) belongs here
-# too, as another (device, sizes) -> rows function, once the estimator exposes it.
-BENCHMARKS = {"audio": bench_audio_encoders, "text": bench_text_encoders}
+def bench_frozen_cache(device: torch.device, n_clips: int, epochs: int) -> list[dict]:
+    """Epoch time of LTMRetriever with a frozen cnn10, with the output cache and without it.
+
+    Both fits see the same clips (10 s, in memory as waveforms), captions and seed; the
+    cached one encodes each clip once, the other every epoch. Reported: mean seconds per
+    epoch after the first (the first includes the cache's single encoding pass).
+    """
+    import numpy as np
+
+    from sklearn_ltm import LTMRetriever
+
+    rng = np.random.default_rng(0)
+    sr = 32000
+    waves = (0.1 * rng.normal(size=(n_clips, int(CLIP_SECONDS * sr)))).astype(np.float32)
+    captions = [f"clip {i} with sound {i % 7}" for i in range(n_clips)]
+    rows = []
+    for cached in (True, False):
+        est = LTMRetriever(audio_encoder="cnn10", text_encoder="scratch",
+                           freeze_audio_encoder=True, cache_frozen_encoders=cached,
+                           embedding_dim=64, batch_size=16, max_epochs=epochs,
+                           validation_fraction=0.0, random_state=0, device=device.type)
+        t0 = time.perf_counter()
+        est.fit(waves, captions)
+        total = time.perf_counter() - t0
+        later = [h["time"] for h in est.history_[1:]] or [est.history_[0]["time"]]
+        rows.append({"encoder": f"cnn10 frozen, cache={'on' if cached else 'off'}",
+                     "kind": "epoch", "device": device.type, "batch_size": 16,
+                     "clips": n_clips, "epochs": epochs, "fit_seconds": total,
+                     "seconds_per_epoch_after_first": float(sum(later) / len(later))})
+        print(f"  cache {'on ' if cached else 'off'} on {device.type}: "
+              f"{rows[-1]['seconds_per_epoch_after_first']:.2f} s/epoch after the first, "
+              f"fit {total:.1f} s", flush=True)
+    rows[0]["speedup_vs_no_cache"] = (rows[1]["seconds_per_epoch_after_first"]
+                                      / rows[0]["seconds_per_epoch_after_first"])
+    print(f"  cache speed-up per epoch: {rows[0]['speedup_vs_no_cache']:.1f}x", flush=True)
+    return rows
+
+
+# The benchmarks run for each device, in this order.
+BENCHMARKS = {"audio": bench_audio_encoders, "text": bench_text_encoders,
+              "frozen_cache": bench_frozen_cache}
 
 
 def _table(rows: list[dict]) -> str:
     ref = {(r["device"], r["kind"]): r["inference_items_per_s"] for r in rows
            if r["encoder"] in ("resnet38", "scratch")}
+    rows = [r for r in rows if r["kind"] != "epoch"]
     lines = [f"{'encoder':<40} {'device':<6} {'batch':>5} {'M params':>8} {'infer/s':>9} "
              f"{'train/s':>9} {'infer vs ref':>12}"]
     for r in rows:
@@ -160,8 +198,10 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    sizes = {"cpu": {"audio": (2, 1) if args.quick else (4, 2), "text": (64, 1) if args.quick else (256, 3)},
-             "cuda": {"audio": (8, 2) if args.quick else (32, 5), "text": (256, 3) if args.quick else (1024, 5)}}
+    sizes = {"cpu": {"audio": (2, 1) if args.quick else (4, 2), "text": (64, 1) if args.quick else (256, 3),
+                     "frozen_cache": (16, 3) if args.quick else (48, 4)},
+             "cuda": {"audio": (8, 2) if args.quick else (32, 5), "text": (256, 3) if args.quick else (1024, 5),
+                      "frozen_cache": (64, 3) if args.quick else (256, 4)}}
     rows = []
     for device in devices:
         for key, bench in BENCHMARKS.items():
@@ -180,8 +220,13 @@ def main(argv=None) -> int:
     previous = json.loads(args.output.read_text()) if args.output.is_file() else {}
     runs = previous.get("runs", {})
     for device in {r["device"] for r in rows}:
+        # a partial run (--only) replaces only the rows it measured
+        new = [r for r in rows if r["device"] == device]
+        fresh = {(r["encoder"], r["kind"]) for r in new}
+        kept = [r for r in runs.get(device, {}).get("rows", [])
+                if (r["encoder"], r["kind"]) not in fresh]
         runs[device] = {"machine": machine, "quick": args.quick, "clip_seconds": CLIP_SECONDS,
-                        "rows": [r for r in rows if r["device"] == device]}
+                        "rows": kept + new}
     with atomic_write(args.output, "w") as fh:
         json.dump({"benchmark": "encoders", "runs": runs}, fh, indent=2)
     print(f"wrote {args.output}")

@@ -118,7 +118,10 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
     patience : int, default=5
         Epochs without improvement before stopping.
     freeze_audio_encoder, freeze_text_encoder : bool, default=False
-        Keep an encoder fixed; its outputs are computed once per clip/caption and cached.
+        Keep an encoder fixed (eval mode: no SpecAugment, no dropout).
+    cache_frozen_encoders : bool, default=True
+        Compute a frozen encoder's outputs once per clip and caption and reuse them every
+        epoch (frozen-encoder training then costs about as much as feature mode).
     sample_rate : int or None, default=None
         Rate of waveform arrays passed as ``X`` (``None``: the encoder's rate). File paths are
         resampled automatically.
@@ -184,7 +187,8 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                  group_aware=True, temperature=0.07, margin=0.2, batch_size=128, max_epochs=20,
                  learning_rate=1e-3, encoder_learning_rate=1e-5, weight_decay=0.0,
                  gradient_clip=2.0, validation_fraction=0.1, early_stopping=True, patience=5,
-                 freeze_audio_encoder=False, freeze_text_encoder=False, sample_rate=None,
+                 freeze_audio_encoder=False, freeze_text_encoder=False,
+                 cache_frozen_encoders=True, sample_rate=None,
                  max_audio_seconds=10.0, text_max_length=64, text_pooling="cls",
                  on_bad_audio="raise", mixed_precision=False, checkpoint_path=None,
                  device="auto", random_state=None, verbose=0):
@@ -213,6 +217,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         self.patience = patience
         self.freeze_audio_encoder = freeze_audio_encoder
         self.freeze_text_encoder = freeze_text_encoder
+        self.cache_frozen_encoders = cache_frozen_encoders
         self.sample_rate = sample_rate
         self.max_audio_seconds = max_audio_seconds
         self.text_max_length = text_max_length
@@ -533,6 +538,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                 early_stopping=self.early_stopping, patience=self.patience,
                 freeze_audio_encoder=bool(self.freeze_audio_encoder and audio_module is not None),
                 freeze_text_encoder=bool(self.freeze_text_encoder and text_module is not None),
+                cache_frozen_encoders=bool(self.cache_frozen_encoders),
                 mixed_precision=bool(self.mixed_precision), verbose=self.verbose,
                 checkpoint_path=self.checkpoint_path,
             )

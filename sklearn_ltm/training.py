@@ -37,6 +37,7 @@ class TrainingConfig:
     patience: int = 5
     freeze_audio_encoder: bool = False
     freeze_text_encoder: bool = False
+    cache_frozen_encoders: bool = True
     mixed_precision: bool = False
     verbose: int = 0
     checkpoint_path: str | None = None
@@ -246,15 +247,14 @@ def train_model(model, *, audio: AudioBatcher, text: TextBatcher, clip_of_pair: 
     frozen_cache = {}
     model.to(device)
     needed_clips = np.unique(clip_of_pair[train_pairs])
-    if config.freeze_audio_encoder and audio.kind != "features":
-        cache = torch.zeros(0)
+    if config.freeze_audio_encoder and audio.kind != "features" and config.cache_frozen_encoders:
         enc = encode_all(model, audio, side="audio", batch_size=config.batch_size, device=device,
                          embed=False, mixed_precision=config.mixed_precision,
                          indices=needed_clips, progress=config.verbose > 0)
         cache = torch.zeros((len(audio), enc.shape[1]), device=device)
         cache[torch.as_tensor(needed_clips, device=device)] = enc
         frozen_cache["audio"] = cache
-    if config.freeze_text_encoder and text.kind == "strings":
+    if config.freeze_text_encoder and text.kind == "strings" and config.cache_frozen_encoders:
         enc = encode_all(model, text, side="text", batch_size=config.batch_size, device=device,
                          embed=False, mixed_precision=config.mixed_precision,
                          indices=train_pairs, progress=config.verbose > 0)
@@ -288,8 +288,9 @@ def train_model(model, *, audio: AudioBatcher, text: TextBatcher, clip_of_pair: 
         for epoch in range(start_epoch, config.max_epochs):
             t0 = time.perf_counter()
             model.train()
-            for side in ("audio", "text"):
-                if side in frozen_cache:
+            for side, frozen in (("audio", config.freeze_audio_encoder),
+                                 ("text", config.freeze_text_encoder)):
+                if frozen:
                     getattr(model, f"{side}_encoder").eval()
             losses = []
             for batch in _epoch_batches(train_pairs, config.batch_size, rng):
@@ -300,13 +301,15 @@ def train_model(model, *, audio: AudioBatcher, text: TextBatcher, clip_of_pair: 
                         a_enc = frozen_cache["audio"][torch.as_tensor(uniq, device=device)]
                     else:
                         raw, lengths = audio(uniq)
-                        a_enc = model.encode_audio(
-                            raw.to(device), None if lengths is None else lengths.to(device)
-                        )
+                        with torch.set_grad_enabled(not config.freeze_audio_encoder):
+                            a_enc = model.encode_audio(
+                                raw.to(device), None if lengths is None else lengths.to(device)
+                            )
                     if "text" in frozen_cache:
                         t_enc = frozen_cache["text"][torch.as_tensor(batch, device=device)]
                     else:
-                        t_enc = model.encode_text(_to_device(text(batch), device))
+                        with torch.set_grad_enabled(not config.freeze_text_encoder):
+                            t_enc = model.encode_text(_to_device(text(batch), device))
                 a_emb = model.embed_audio(a_enc.float())[torch.as_tensor(inverse, device=device)]
                 t_emb = model.embed_text(t_enc.float())
                 cost = model.cost(t_emb, a_emb)

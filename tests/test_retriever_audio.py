@@ -83,6 +83,20 @@ def test_frozen_encoder_runs_once_per_clip_and_is_not_trained(clips):
     before = {k: v.clone() for k, v in est.audio_encoder.state_dict().items()}
     est.fit(paths, captions)
     assert calls["n"] == 6  # 6 distinct clips, encoded once for 4 epochs
+    calls["n"] = 0
+    uncached = LTMRetriever(audio_encoder=Counting(), freeze_audio_encoder=True,
+                            cache_frozen_encoders=False, **{**SMALL, "max_epochs": 4})
+    uncached.fit(paths, captions)
+    assert calls["n"] >= 4 * 6  # every epoch encodes every clip again
+    # same initial weights, same batches: the cache changes the cost, not the result
+    shared = Counting()
+    cached = LTMRetriever(audio_encoder=shared, freeze_audio_encoder=True,
+                          **{**SMALL, "max_epochs": 4}).fit(paths, captions)
+    recomputed = LTMRetriever(audio_encoder=shared, freeze_audio_encoder=True,
+                              cache_frozen_encoders=False,
+                              **{**SMALL, "max_epochs": 4}).fit(paths, captions)
+    np.testing.assert_allclose(cached.transform(paths[:4]), recomputed.transform(paths[:4]),
+                               rtol=1e-4, atol=1e-5)
     for k, v in est.model_.audio_encoder.state_dict().items():
         torch.testing.assert_close(v, before[k])
 
@@ -137,9 +151,9 @@ def test_save_load_with_a_named_audio_encoder(clips, tmp_path):
 
 @pytest.mark.slow
 def test_real_audiocaps_clips(shared_data):
-    from sklearn_ltm.datasets import load_audiocaps
-
     import warnings
+
+    from sklearn_ltm.datasets import load_audiocaps
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # 962 clips of the CSV are not here
