@@ -134,6 +134,9 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
     on_bad_audio : {"raise", "skip"}, default="raise"
         A missing, empty or unreadable audio file in ``fit``: raise an error naming it, or
         drop its pairs with one warning that counts them.
+    num_workers : int, default=0
+        Worker processes that read and resample audio files during training (0: read in
+        the main process); batches go through pinned memory on CUDA.
     mixed_precision : bool, default=False
         bf16 autocast of the encoders on CUDA (ignored on CPU).
     checkpoint_path : str or None, default=None
@@ -190,7 +193,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                  freeze_audio_encoder=False, freeze_text_encoder=False,
                  cache_frozen_encoders=True, sample_rate=None,
                  max_audio_seconds=10.0, text_max_length=64, text_pooling="cls",
-                 on_bad_audio="raise", mixed_precision=False, checkpoint_path=None,
+                 on_bad_audio="raise", num_workers=0, mixed_precision=False, checkpoint_path=None,
                  device="auto", random_state=None, verbose=0):
         self.audio_encoder = audio_encoder
         self.text_encoder = text_encoder
@@ -223,6 +226,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         self.text_max_length = text_max_length
         self.text_pooling = text_pooling
         self.on_bad_audio = on_bad_audio
+        self.num_workers = num_workers
         self.mixed_precision = mixed_precision
         self.checkpoint_path = checkpoint_path
         self.device = device
@@ -278,6 +282,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                       allow_none=True)
         _check_number("text_max_length", self.text_max_length, low=1, integer=True)
         _check_number("verbose", self.verbose, low=0, integer=True)
+        _check_number("num_workers", self.num_workers, low=0, integer=True)
         resolve_device(self.device)
 
     # ------------------------------------------------------------------ building
@@ -539,6 +544,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                 freeze_audio_encoder=bool(self.freeze_audio_encoder and audio_module is not None),
                 freeze_text_encoder=bool(self.freeze_text_encoder and text_module is not None),
                 cache_frozen_encoders=bool(self.cache_frozen_encoders),
+                num_workers=int(self.num_workers),
                 mixed_precision=bool(self.mixed_precision), verbose=self.verbose,
                 checkpoint_path=self.checkpoint_path,
             )

@@ -38,6 +38,7 @@ class TrainingConfig:
     freeze_audio_encoder: bool = False
     freeze_text_encoder: bool = False
     cache_frozen_encoders: bool = True
+    num_workers: int = 0
     mixed_precision: bool = False
     verbose: int = 0
     checkpoint_path: str | None = None
@@ -194,6 +195,41 @@ def _param_groups(model: nn.Module, config: TrainingConfig):
     return groups
 
 
+class _ClipBatches(torch.utils.data.Dataset):
+    """The audio of each batch's clips, so a DataLoader can read files in workers."""
+
+    def __init__(self, audio: AudioBatcher, clip_batches):
+        self.audio = audio
+        self.clip_batches = clip_batches
+
+    def __len__(self):
+        return len(self.clip_batches)
+
+    def __getitem__(self, i):
+        return self.audio(self.clip_batches[i])
+
+
+def _audio_stream(audio: AudioBatcher, clip_batches, num_workers: int, device):
+    """Yield ``(audio, lengths)`` per batch: read in ``num_workers`` worker processes when
+    the audio is files (pinned memory on CUDA), else in this process; ``None`` forever
+    when the audio comes from a cache."""
+    if clip_batches is None:
+        while True:
+            yield None
+    if audio.kind != "paths" or num_workers == 0:
+        for clips in clip_batches:
+            yield audio(clips)
+        return
+    loader = torch.utils.data.DataLoader(
+        _ClipBatches(audio, clip_batches), batch_size=None, shuffle=False,
+        num_workers=num_workers, pin_memory=device.type == "cuda",
+        # its own generator: starting workers must not consume the global torch RNG that
+        # SpecAugment and dropout draw from, or the workers would change the model
+        generator=torch.Generator().manual_seed(0),
+    )
+    yield from loader
+
+
 def _epoch_batches(train_pairs: np.ndarray, batch_size: int, rng: np.random.Generator):
     order = rng.permutation(train_pairs)
     n_batches = max(1, len(order) // batch_size)
@@ -293,14 +329,18 @@ def train_model(model, *, audio: AudioBatcher, text: TextBatcher, clip_of_pair: 
                 if frozen:
                     getattr(model, f"{side}_encoder").eval()
             losses = []
-            for batch in _epoch_batches(train_pairs, config.batch_size, rng):
+            batches = _epoch_batches(train_pairs, config.batch_size, rng)
+            need_audio = "audio" not in frozen_cache
+            for batch, loaded in zip(batches, _audio_stream(
+                    audio, [np.unique(clip_of_pair[b]) for b in batches] if need_audio else None,
+                    config.num_workers, device)):
                 clips = clip_of_pair[batch]
                 uniq, inverse = np.unique(clips, return_inverse=True)
                 with _autocast(device, config.mixed_precision):
                     if "audio" in frozen_cache:
                         a_enc = frozen_cache["audio"][torch.as_tensor(uniq, device=device)]
                     else:
-                        raw, lengths = audio(uniq)
+                        raw, lengths = loaded
                         with torch.set_grad_enabled(not config.freeze_audio_encoder):
                             a_enc = model.encode_audio(
                                 raw.to(device), None if lengths is None else lengths.to(device)

@@ -41,6 +41,16 @@ def test_fits_on_file_paths_and_caption_strings_end_to_end(clips):
     assert len(est.history_) == 2 and np.isfinite(est.history_[-1]["train_loss"])
 
 
+def test_worker_processes_read_files_with_the_same_result(clips):
+    paths, captions = clips
+    main = LTMRetriever(audio_encoder="cnn10", **SMALL).fit(paths, captions)
+    workers = LTMRetriever(audio_encoder="cnn10", num_workers=2, **SMALL).fit(paths, captions)
+    np.testing.assert_allclose(workers.transform(paths[:4]), main.transform(paths[:4]),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="num_workers=-1"):
+        LTMRetriever(num_workers=-1).fit(paths, captions)
+
+
 def test_default_audio_encoder_for_paths_is_cnn10(clips):
     paths, captions = clips
     est = LTMRetriever(**{**SMALL, "max_epochs": 1}).fit(paths, captions)
