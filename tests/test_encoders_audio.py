@@ -28,14 +28,6 @@ needs_aisfx = pytest.mark.skipif(not HAS_AISFX, reason="aisfx is not installed "
 PANNS = ["cnn10", "cnn14", "resnet38"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _encoder(name, **kwargs):
     torch.manual_seed(0)
     if name == "aisfx":

@@ -23,14 +23,6 @@ CAPTIONS = ["A dog barks loudly at a passing car", "rain falls on a tin roof",
             "a man speaks while birds chirp in the background", "engine idles"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # more threads are far slower on the shared 2-core machines
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def no_network(monkeypatch):
     """Any attempt to open a network connection fails the test."""

@@ -10,7 +10,6 @@ import pickle
 import numpy as np
 import ot
 import pytest
-import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, GroupKFold
@@ -24,15 +23,6 @@ from sklearn_ltm.evaluation import (
     text_to_audio_score,
 )
 from sklearn_ltm.metrics import modality_gap, retrieval_metrics
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny torch ops on a shared, busy machine are far faster single-threaded."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 class TableRetriever(BaseEstimator):

@@ -8,15 +8,6 @@ import torch
 from sklearn_ltm.rerank import _ChunkedCost, sinkhorn_potentials, transductive_log_plan
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny torch ops on a shared, busy machine are far faster single-threaded."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _embeddings(seed, n_queries, n_gallery, dim=4, dtype=np.float64):
     rng = np.random.default_rng(seed)
     return (rng.normal(size=(n_queries, dim)).astype(dtype),

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import ot
 import pytest
-import torch
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
@@ -14,15 +13,6 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import cross_val_score
 
 from sklearn_ltm.zero_shot import ZeroShotAudioClassifier
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny torch ops on a shared, busy machine are far faster single-threaded."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 ESC50 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "esc50-subset"
 
