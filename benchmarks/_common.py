@@ -20,6 +20,33 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
 
+# The training objectives the scripts compare (display name -> LTMRetriever parameters).
+LOSS_SETTINGS = {
+    "m-LTM (full OT)": {"loss": "mltm", "mass_fraction": 1.0},
+    "m-LTM (partial OT, s=0.8)": {"loss": "mltm", "mass_fraction": 0.8},
+    "contrastive (InfoNCE)": {"loss": "contrastive"},
+    "triplet": {"loss": "triplet"},
+}
+
+
+def timed_fit(model, *args, **kwargs) -> tuple[float, int]:
+    """``model.fit(*args, **kwargs)``; return (seconds, Sinkhorn solves that hit max_iter).
+
+    The ConvergenceWarnings of the Sinkhorn solves are counted, not printed.
+    """
+    import time
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model.fit(*args, **kwargs)
+    seconds = time.perf_counter() - t0
+    return seconds, sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+
 def set_threads(threads: int | None) -> int:
     """Use ``threads`` torch threads (``None``: all cores); return the number in use."""
     import torch
@@ -39,17 +66,23 @@ def positive_int(text: str) -> int:
     return value
 
 
-def provenance(argv: list[str] | None = None, threads: int | None = None) -> dict:
-    """Where and how a result was produced: command, date, versions, machine."""
+def provenance(script: str | None = None, args: list[str] | None = None,
+               threads: int | None = None) -> dict:
+    """Where and how a result was produced: command, date, versions, machine.
+
+    ``script`` and ``args`` default to ``sys.argv`` (pass them when ``main(argv)`` is called
+    from Python, so that the recorded command is the one that ran).
+    """
     import sklearn
     import torch
 
     import sklearn_ltm
 
-    argv = sys.argv if argv is None else argv
-    script = os.path.relpath(os.path.abspath(argv[0]), REPO_ROOT) if argv else "?"
+    script = sys.argv[0] if script is None else script
+    args = sys.argv[1:] if args is None else list(args)
+    script = os.path.relpath(os.path.abspath(script), REPO_ROOT)
     return {
-        "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", script, *argv[1:]]),
+        "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", script, *args]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "sklearn_ltm": sklearn_ltm.__version__,
         "torch": torch.__version__,
@@ -61,7 +94,7 @@ def provenance(argv: list[str] | None = None, threads: int | None = None) -> dic
 
 
 def planted_features(n_clips: int, *, captions_per_clip: int = 1, audio_dim: int = 512,
-                     text_dim: int = 384, latent_dim: int = 32, noise: float = 0.5,
+                     text_dim: int = 384, latent_dim: int = 32, noise: float = 1.5,
                      seed: int = 0):
     """Paired features that share a planted latent code per clip.
 
@@ -123,4 +156,12 @@ def write_results(stem: str, payload: dict, markdown: str | None = None,
         with atomic_write(path, "w") as fh:
             fh.write(markdown.rstrip() + "\n")
         written.append(path)
+    return written
+
+
+def publish(stem: str, payload: dict, markdown: str, results_dir=None) -> list[Path]:
+    """Print the Markdown report and write ``{stem}.json`` / ``.md``; say where."""
+    print(markdown)
+    written = write_results(stem, payload, markdown, results_dir)
+    print("wrote " + ", ".join(map(str, written)))
     return written

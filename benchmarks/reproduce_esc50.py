@@ -57,13 +57,7 @@ TEMPLATES = (
 TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SCOPE = "ESC-50 fold 4 only (400 clips), not the 5-fold benchmark"
 
-# The four training objectives compared throughout (name -> LTMRetriever parameters).
-LOSSES = {
-    "m-LTM (full OT)": {"loss": "mltm", "mass_fraction": 1.0},
-    "m-LTM (partial OT, s=0.8)": {"loss": "mltm", "mass_fraction": 0.8},
-    "contrastive (InfoNCE)": {"loss": "contrastive"},
-    "triplet": {"loss": "triplet"},
-}
+LOSSES = _common.LOSS_SETTINGS  # the four training objectives compared throughout
 
 
 # ----------------------------------------------------------------------------- features
@@ -177,10 +171,7 @@ def _class_metrics(model, audio, labels, text, text_labels) -> dict:
 
 def run_fit(task: dict, data: dict, threads: int = 1) -> dict:
     """Fit one LTMRetriever on ``task["train"]`` pairs and score it; a plain dict of numbers."""
-    import warnings
-
     import torch
-    from sklearn.exceptions import ConvergenceWarning
 
     from sklearn_ltm import LTMRetriever
     from sklearn_ltm.evaluation import evaluate
@@ -189,14 +180,10 @@ def run_fit(task: dict, data: dict, threads: int = 1) -> dict:
     torch.set_num_threads(threads)
     X, Y, clip = data["X"], data["Y"], data["clip"]
     tr, te = task["train"], task["test"]
-    t0 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        model = LTMRetriever(**data["base_params"], **task["params"]).fit(
-            X[tr], Y[tr], groups=clip[tr])
-    out = {"fit_seconds": time.perf_counter() - t0, "n_epochs": model.n_epochs_,
-           "sinkhorn_not_converged": sum(issubclass(w.category, ConvergenceWarning)
-                                         for w in caught)}
+    model = LTMRetriever(**data["base_params"], **task["params"])
+    seconds, not_converged = _common.timed_fit(model, X[tr], Y[tr], groups=clip[tr])
+    out = {"fit_seconds": seconds, "n_epochs": model.n_epochs_,
+           "sinkhorn_not_converged": not_converged}
     if task["eval"] == "zero_shot":
         test_clips = np.unique(clip[te])
         names = data["class_names"][data["clip_labels"][test_clips]]
@@ -580,6 +567,7 @@ def main(argv=None) -> int:
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=["retrieval", "noise", "zero_shot", "metric", "epsilon", "grid"],
                         help="experiments to leave out")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if not (args.data / "meta" / "esc50.csv").is_file():
         print(f"ESC-50 data not found at {args.data} (expected meta/esc50.csv there); "
@@ -617,7 +605,7 @@ def main(argv=None) -> int:
             orderings = [noise_ordering(summary["noise"], ratio, k)
                          for k in ("class_t2a_R@1", "t2a_R@1")]
     payload = {
-        "scope": SCOPE, "provenance": _common.provenance(threads=1),
+        "scope": SCOPE, "provenance": _common.provenance(__file__, argv, threads=1),
         "config": {k: v for k, v in config.items()}, "templates": list(TEMPLATES),
         "text_model": TEXT_MODEL, "audio_model": "aisfx (pretrained, frozen)",
         "n_clips": int(len(data["A"])), "n_pairs": int(len(data["X"])),
