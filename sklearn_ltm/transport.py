@@ -446,7 +446,7 @@ def _iterate(cost, log_a, log_b, epsilon, mass, options):
             f, g = f * ratio, g * ratio
     budget, tol = options["max_iter"], options["tol"]
     promote = log_plan.dtype == torch.float32 and tol < _FLOAT32_TOL
-    newton = options["newton"] and not log_plan.requires_grad
+    newton = options["newton"] and not torch.is_grad_enabled()
     error, status, n_newton = None, "max_iter", 0
     while budget > 0:
         log_plan, f, g, n, error, status = _scaling_loop(
@@ -803,18 +803,8 @@ def partial_sinkhorn(
         capacity is saturated as equality constraints.
     backprop_iter : int, default=10
         Number of recorded iterations for ``differentiation="truncated"``.
-    newton : bool, default=True
-        When the scaling iterations slow down (the error, below ``1e-2``, less than halves
-        over ``check_every`` iterations: typical of nearly one-to-one plans), take Newton
-        steps on the dual instead (one dense solve of size ``min(n, m)`` each, kept only when
-        it halves the error): quadratic convergence where Sinkhorn needs thousands of
-        iterations. Not used with ``differentiation="unrolled"``.
-    epsilon_scaling : bool, default=True
-        When the cost range exceeds ``64 * epsilon``, start at a larger epsilon and halve it
-        down to ``epsilon``, warm-starting each value and running it until the marginal error
-        is below ``1e-3`` (at most 50 iterations each): the same solution, far fewer
-        iterations when ``cost / epsilon`` is large. Annealing iterations are not counted in
-        ``max_iter`` (they are in ``info["n_iter"]``).
+    newton, epsilon_scaling : bool, default=True
+        As in :func:`sinkhorn`; the Newton steps are projected (active-set) steps here.
     log_plan : bool, default=False
         Return :math:`\log P` instead of :math:`P`.
     return_info : bool, default=False
