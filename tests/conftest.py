@@ -1,26 +1,11 @@
-"""Shared fixtures: the real data folder, and one torch thread per test."""
+"""Shared fixtures of the tests: the real data folder."""
 
 from pathlib import Path
 
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Every test runs with one torch thread (restored afterwards).
-
-    The tests' tensors are small; on a shared 2-core machine more threads make tiny ops
-    many times slower, and one thread makes timings and float sums reproducible.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")
