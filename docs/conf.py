@@ -1,0 +1,116 @@
+"""Sphinx configuration of the sklearn-ltm documentation.
+
+Build (from the repository root, warnings are errors; the gallery scripts are executed)::
+
+    python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+Nothing here reaches the network: intersphinx is off, and the gallery scripts use the
+embedded synthetic corpus only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+REPO = DOCS.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(DOCS / "_ext"))
+
+import torch  # noqa: E402
+
+import sklearn_ltm  # noqa: E402
+
+# -- Project -----------------------------------------------------------------------------------
+project = "sklearn-ltm"
+author = "sklearn-ltm developers"
+copyright = "sklearn-ltm developers, BSD-3-Clause"
+release = sklearn_ltm.__version__
+version = ".".join(release.split(".")[:2])
+
+# -- General -----------------------------------------------------------------------------------
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+    "results_page",
+    "cli_help",
+]
+templates_path = ["_templates"]
+exclude_patterns = [
+    "_build",
+    "_templates",
+    "_ext",
+    "Thumbs.db",
+    ".DS_Store",
+    "auto_examples/*.ipynb",
+    "auto_examples/*.py",
+    "sg_execution_times.rst",
+]
+root_doc = "index"
+default_role = "literal"
+nitpicky = False
+# Warnings that do not point at a problem of this project's sources.
+suppress_warnings = ["config.cache"]
+
+# -- autodoc / autosummary / numpydoc ----------------------------------------------------------
+autosummary_generate = True
+autosummary_imported_members = False
+autodoc_typehints = "none"
+autodoc_member_order = "bysource"
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_attributes_as_param_list = True
+numpydoc_xref_param_type = False
+numpydoc_validation_checks = set()
+
+# -- sphinx-gallery ----------------------------------------------------------------------------
+sphinx_gallery_conf = {
+    "examples_dirs": str(REPO / "examples"),
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "ignore_pattern": r"__init__\.py",
+    "within_subsection_order": "sg_order.TutorialOrder",
+    "backreferences_dir": "gen_modules/backreferences",
+    "doc_module": ("sklearn_ltm",),
+    "reference_url": {"sklearn_ltm": None},
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "min_reported_time": 1,
+    "show_memory": False,
+    "abort_on_example_error": False,
+    "only_warn_on_example_error": False,
+}
+
+# The gallery trains small models; one thread is the fastest on a shared or small machine
+# (several threads contend for two cores and spin), and keeps the timings reproducible.
+torch.set_num_threads(1)
+
+# Library deprecation notices printed while the gallery runs are noise in the rendered pages.
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torchaudio.*")
+warnings.filterwarnings("ignore", message=r".*Matplotlib is currently using agg.*")
+os.environ.setdefault("MPLBACKEND", "agg")
+
+# -- HTML --------------------------------------------------------------------------------------
+html_theme = "pydata_sphinx_theme"
+html_title = f"sklearn-ltm {release}"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+html_show_sourcelink = False
+html_theme_options = {
+    "navbar_align": "left",
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "secondary_sidebar_items": ["page-toc", "sg_download_links", "sg_launcher_links"],
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version", "theme-version"],
+}
+html_sidebars = {"index": [], "results": [], "developer": []}
+html_context = {"default_mode": "light"}
+
