@@ -12,7 +12,9 @@ R@10 against chance). Target: each fit under 60 s on 2 cores.
 Run
 ---
 ``.venv/bin/python benchmarks/bench_fit.py`` (``--threads 2`` to match the target machine;
-``--n-pairs``/``--epochs`` for a smaller run, ``--help`` for all options).
+``--n-pairs``/``--epochs`` for a smaller run, ``--help`` for all options). On a machine busy
+with other jobs use ``--threads 1``: torch threads that oversubscribe the cores can make each
+epoch many times slower, and the timings then measure the contention, not the code.
 
 Writes
 ------
