@@ -87,7 +87,7 @@ history = model.history_
 epochs = [h["epoch"] for h in history]
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
 ax1.plot(epochs, [h["train_loss"] for h in history], marker="o")
-ax1.axhline(np.log(model.batch_size), color="grey", ls="--", label="minimum, log(B)")
+ax1.axhline(np.log(model.batch_size), color="grey", ls="--", label="lower bound, log B")
 ax1.set(xlabel="epoch", ylabel="m-LTM training loss")
 ax1.legend()
 for k in (1, 5, 10):
