@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 VENV=${VENV:-.venv}
-"$VENV/bin/ruff" check sklearn_ltm tests benchmarks examples
+lint_paths=()
+for p in sklearn_ltm tests benchmarks examples; do [ -e "$p" ] && lint_paths+=("$p"); done
+"$VENV/bin/ruff" check "${lint_paths[@]}"
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
 if [ -f docs/conf.py ]; then
     "$VENV/bin/python" -m sphinx -W --keep-going -q -b html docs docs/_build/html
