@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import textwrap
 import time
 from pathlib import Path
 
@@ -163,8 +164,7 @@ def run_demo(output="ltm-demo-report", *, n_clips=None, noise_ratio=0.4, quick=F
         text_model = "scratch"
     base = dict(embedding_dim=128, batch_size=128, max_epochs=max_epochs, learning_rate=1e-3,
                 validation_fraction=0.1, patience=5, random_state=random_state,
-                text_encoder="auto" if text_model != "scratch" else "scratch",
-                encoder_learning_rate=1e-3)
+                text_encoder="auto" if text_model != "scratch" else "scratch")
 
     def caption_list(rows):
         return text[rows] if text_model != "scratch" else [data.captions[i] for i in rows]
@@ -262,7 +262,7 @@ def run_demo(output="ltm-demo-report", *, n_clips=None, noise_ratio=0.4, quick=F
 
     frontend = LogMelFrontEnd(sample_rate=data.sample_rate, n_fft=512, hop_length=160,
                               n_mels=48, f_min=50.0, f_max=data.sample_rate / 2)
-    fig, axes = plt.subplots(3, 3, figsize=(11, 7))
+    fig, axes = plt.subplots(3, 3, figsize=(11, 8), gridspec_kw={"hspace": 0.6})
     examples = []
     for qi, q in enumerate(query_rows):
         hits = []
@@ -281,6 +281,9 @@ def run_demo(output="ltm-demo-report", *, n_clips=None, noise_ratio=0.4, quick=F
             hits.append({"rank": r + 1, "clip": clip, "distance": float(dist[qi, r]),
                          "match": bool(ok), "caption": data.captions[row]})
         axes[qi, 0].set_ylabel(f"query {qi + 1}", fontsize=8)
+        axes[qi, 0].annotate(
+            f"query {qi + 1}: " + textwrap.shorten(data.captions[q], 110), (0, 1.22),
+            xycoords="axes fraction", fontsize=8, fontweight="bold")
         examples.append({"query": data.captions[q], "true_clip": int(data.clip_ids[q]),
                          "hits": hits})
     fig.suptitle("Top-3 clips (log-mel) for three text queries, m-LTM on clean captions")

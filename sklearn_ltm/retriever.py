@@ -104,8 +104,11 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         Upper bound on training epochs.
     learning_rate : float, default=1e-3
         Adam learning rate of heads and metric.
-    encoder_learning_rate : float, default=1e-5
-        Adam learning rate of trainable encoders.
+    encoder_learning_rate : float or None, default=None
+        Adam learning rate of trainable encoders. ``None``: ``learning_rate`` for encoders
+        trained from scratch (``"scratch"`` text, PANNs without weights) and ``1e-5`` for
+        pretrained ones (``"aisfx"``, Hugging Face models, PANNs with
+        ``audio_encoder_weights``, user modules), which a large rate would wreck.
     weight_decay : float, default=0.0
         Adam weight decay.
     gradient_clip : float or None, default=2.0
@@ -188,7 +191,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                  metric="mahalanobis", loss="mltm", epsilon=0.05, mass_fraction=1.0,
                  noise_ratio=0.0, embedding_dim=256, hidden_dim=None, normalize_cost=True,
                  group_aware=True, temperature=0.07, margin=0.2, batch_size=128, max_epochs=20,
-                 learning_rate=1e-3, encoder_learning_rate=1e-5, weight_decay=0.0,
+                 learning_rate=1e-3, encoder_learning_rate=None, weight_decay=0.0,
                  gradient_clip=2.0, validation_fraction=0.1, early_stopping=True, patience=5,
                  freeze_audio_encoder=False, freeze_text_encoder=False,
                  cache_frozen_encoders=True, sample_rate=None,
@@ -271,7 +274,8 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         _check_number("batch_size", self.batch_size, low=2, integer=True)
         _check_number("max_epochs", self.max_epochs, low=1, integer=True)
         _check_number("learning_rate", self.learning_rate, low=0, low_open=True)
-        _check_number("encoder_learning_rate", self.encoder_learning_rate, low=0)
+        _check_number("encoder_learning_rate", self.encoder_learning_rate, low=0,
+                      allow_none=True)
         _check_number("weight_decay", self.weight_decay, low=0)
         _check_number("gradient_clip", self.gradient_clip, low=0, low_open=True, allow_none=True)
         _check_number("validation_fraction", self.validation_fraction, low=0, high=1,
@@ -335,6 +339,11 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
             module = build_text_encoder(spec, pooling=self.text_pooling,
                                         max_length=self.text_max_length)
         return module, module.get_config()
+
+    def _encoder_lr(self, spec, *, pretrained: bool) -> float:
+        if self.encoder_learning_rate is not None:
+            return float(self.encoder_learning_rate)
+        return 1e-5 if pretrained else float(self.learning_rate)
 
     def _audio_rate(self):
         enc = self.model_.audio_encoder
@@ -538,7 +547,11 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
             config = TrainingConfig(
                 batch_size=self.batch_size, max_epochs=self.max_epochs,
                 learning_rate=self.learning_rate,
-                encoder_learning_rate=self.encoder_learning_rate,
+                audio_encoder_learning_rate=self._encoder_lr(
+                    audio_spec, pretrained=self.audio_encoder_weights is not None
+                    or audio_spec == "aisfx" or isinstance(audio_spec, torch.nn.Module)),
+                text_encoder_learning_rate=self._encoder_lr(
+                    text_spec, pretrained=text_spec != "scratch"),
                 weight_decay=self.weight_decay, gradient_clip=self.gradient_clip,
                 early_stopping=self.early_stopping, patience=self.patience,
                 freeze_audio_encoder=bool(self.freeze_audio_encoder and audio_module is not None),

@@ -30,7 +30,8 @@ class TrainingConfig:
     batch_size: int = 128
     max_epochs: int = 20
     learning_rate: float = 1e-3
-    encoder_learning_rate: float = 1e-5
+    audio_encoder_learning_rate: float = 1e-5
+    text_encoder_learning_rate: float = 1e-5
     weight_decay: float = 0.0
     gradient_clip: float | None = 2.0
     early_stopping: bool = True
@@ -177,21 +178,20 @@ def encode_all(model, batcher, *, side: str, batch_size: int, device, embed: boo
 
 
 def _param_groups(model: nn.Module, config: TrainingConfig):
-    encoder_params, head_params = [], []
+    params = {"audio": [], "text": [], "head": []}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if name.startswith("audio_encoder."):
-            if not config.freeze_audio_encoder:
-                encoder_params.append(p)
-        elif name.startswith("text_encoder."):
-            if not config.freeze_text_encoder:
-                encoder_params.append(p)
-        else:
-            head_params.append(p)
-    groups = [{"params": head_params, "lr": config.learning_rate}]
-    if encoder_params:
-        groups.append({"params": encoder_params, "lr": config.encoder_learning_rate})
+        side = name.split("_encoder.")[0] if name.startswith(("audio_encoder.",
+                                                                "text_encoder.")) else "head"
+        if side != "head" and getattr(config, f"freeze_{side}_encoder"):
+            continue
+        params[side].append(p)
+    groups = [{"params": params["head"], "lr": config.learning_rate}]
+    for side in ("audio", "text"):
+        if params[side]:
+            groups.append({"params": params[side],
+                           "lr": getattr(config, f"{side}_encoder_learning_rate")})
     return groups
 
 

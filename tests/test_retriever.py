@@ -289,3 +289,22 @@ def test_checkpoint_and_resume(tmp_path, data):
     assert resumed.n_epochs_ == 4
     np.testing.assert_allclose(resumed.transform(audio[:10]), full.transform(audio[:10]),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_scratch_text_encoder_trains_at_the_head_learning_rate_by_default():
+    audio, _, groups = planted_pairs(n_clips=40, seed=9)
+    captions = [f"sound {g % 5} then sound {g % 3}" for g in groups]
+
+    def moved(**kw):
+        est = LTMRetriever(**{**FAST, "max_epochs": 3}, text_encoder="scratch", **kw)
+        est.fit(audio, captions)
+        enc = est.model_.text_encoder
+        # the same seed builds the same initial encoder: rebuild it to compare
+        init = LTMRetriever(**{**FAST, "max_epochs": 1, "learning_rate": 1e-12},
+                            text_encoder="scratch", encoder_learning_rate=0.0)
+        init.fit(audio, captions)
+        return sum(float((a - b).abs().sum()) for a, b in zip(
+            enc.parameters(), init.model_.text_encoder.parameters()))
+
+    default, pretrained_rate = moved(), moved(encoder_learning_rate=1e-5)
+    assert default > 20 * pretrained_rate > 0
