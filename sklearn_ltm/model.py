@@ -34,9 +34,11 @@ class RetrievalModel(nn.Module):
     metric : str
         Ground metric name, see :func:`sklearn_ltm.metric.make_metric`.
     hidden_dim : int or None
-        Hidden size of the projection heads (``None``: ``max(in_dim, embedding_dim)``).
+        Hidden size of the projection heads (``None``: ``2 * embedding_dim``).
     dropout : float
         Dropout inside the heads.
+    metric_rank : int or None
+        Rank of the Mahalanobis matrix (rows of ``L``); ``None``: full rank.
 
     Examples
     --------
@@ -49,7 +51,8 @@ class RetrievalModel(nn.Module):
     """
 
     def __init__(self, audio_encoder, text_encoder, audio_dim: int, text_dim: int, *,
-                 embedding_dim: int, metric: str, hidden_dim=None, dropout: float = 0.0):
+                 embedding_dim: int, metric: str, hidden_dim=None, dropout: float = 0.0,
+                 metric_rank=None):
         super().__init__()
         self.audio_encoder = audio_encoder if audio_encoder is not None else nn.Identity()
         self.text_encoder = text_encoder if text_encoder is not None else nn.Identity()
@@ -57,7 +60,8 @@ class RetrievalModel(nn.Module):
                                          dropout=dropout)
         self.text_head = ProjectionHead(text_dim, embedding_dim, hidden_dim=hidden_dim,
                                         dropout=dropout)
-        self.metric = make_metric(metric, embedding_dim)
+        self.metric = make_metric(metric, embedding_dim,
+                                  **({"rank": metric_rank} if metric_rank is not None else {}))
 
     def encode_audio(self, audio, lengths=None) -> torch.Tensor:
         """Encoder output for a batch of raw audio (identity in feature mode)."""

@@ -75,6 +75,10 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         Path of a PANNs checkpoint (``Cnn10_mAP=0.380.pth`` etc.) for a PANNs encoder.
     metric : {"mahalanobis", "diagonal", "euclidean", "cosine"}, default="mahalanobis"
         Ground metric between caption and audio embeddings.
+    metric_rank : int or None, default=None
+        Rank of the Mahalanobis matrix :math:`M = L^\top L` (rows of ``L``, at most
+        ``embedding_dim``); a low rank regularises the metric on small data. ``None``: full
+        rank. Only for ``metric="mahalanobis"``.
     loss : {"mltm", "contrastive", "triplet"}, default="mltm"
         m-LTM (OT plan against the ground-truth plan), symmetric InfoNCE, or max-margin
         triplet with hardest negatives.
@@ -82,6 +86,10 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         Entropic regularisation of the OT plan (``loss="mltm"``), > 0.
     mass_fraction : float, default=1.0
         Transported mass in (0, 1]: 1 is full OT, < 1 partial OT.
+    sinkhorn_max_iter : int, default=1000
+        Iteration cap of the batch OT solver (a ``ConvergenceWarning`` says when it is hit).
+    sinkhorn_tol : float, default=1e-6
+        Marginal-violation tolerance of the batch OT solver.
     noise_ratio : float, default=0.0
         Fraction in [0, 1) of training pairs whose captions are shuffled among themselves
         before training (the paper's noisy-correspondence protocol). Applied in ``fit`` only.
@@ -188,7 +196,8 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, audio_encoder="auto", text_encoder="auto", *, audio_encoder_weights=None,
-                 metric="mahalanobis", loss="mltm", epsilon=0.05, mass_fraction=1.0,
+                 metric="mahalanobis", metric_rank=None, loss="mltm", epsilon=0.05,
+                 mass_fraction=1.0, sinkhorn_max_iter=1000, sinkhorn_tol=1e-6,
                  noise_ratio=0.0, embedding_dim=256, hidden_dim=None, normalize_cost=True,
                  group_aware=True, temperature=0.07, margin=0.2, batch_size=128, max_epochs=20,
                  learning_rate=1e-3, encoder_learning_rate=None, weight_decay=0.0,
@@ -202,9 +211,12 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         self.text_encoder = text_encoder
         self.audio_encoder_weights = audio_encoder_weights
         self.metric = metric
+        self.metric_rank = metric_rank
         self.loss = loss
         self.epsilon = epsilon
         self.mass_fraction = mass_fraction
+        self.sinkhorn_max_iter = sinkhorn_max_iter
+        self.sinkhorn_tol = sinkhorn_tol
         self.noise_ratio = noise_ratio
         self.embedding_dim = embedding_dim
         self.hidden_dim = hidden_dim
@@ -265,6 +277,17 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                 f"text_pooling={self.text_pooling!r} is not accepted; use 'cls' or 'mean'."
             )
         _check_number("epsilon", self.epsilon, low=0, low_open=True)
+        _check_number("metric_rank", self.metric_rank, low=1, integer=True, allow_none=True)
+        if self.metric_rank is not None:
+            if self.metric != "mahalanobis":
+                raise ValueError(f"metric_rank={self.metric_rank!r} applies to "
+                                 f"metric='mahalanobis' only, not metric={self.metric!r}.")
+            if isinstance(self.embedding_dim, numbers.Integral) and \
+                    self.metric_rank > self.embedding_dim:
+                raise ValueError(f"metric_rank={self.metric_rank!r} is outside the accepted "
+                                 f"range [1, embedding_dim={self.embedding_dim}].")
+        _check_number("sinkhorn_max_iter", self.sinkhorn_max_iter, low=1, integer=True)
+        _check_number("sinkhorn_tol", self.sinkhorn_tol, low=0, low_open=True)
         _check_number("mass_fraction", self.mass_fraction, low=0, high=1, low_open=True)
         _check_number("noise_ratio", self.noise_ratio, low=0, high=1, high_open=True)
         _check_number("embedding_dim", self.embedding_dim, low=1, integer=True)
@@ -501,6 +524,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
             self.model_ = RetrievalModel(
                 audio_module, text_module, audio_dim, text_dim,
                 embedding_dim=self.embedding_dim, metric=self.metric, hidden_dim=self.hidden_dim,
+                metric_rank=self.metric_rank,
             ).to(device)
             self._audio_config = audio_config
             self._text_config = text_config
@@ -515,6 +539,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                 self.loss, epsilon=self.epsilon, mass_fraction=self.mass_fraction,
                 normalize_cost=self.normalize_cost, group_aware=self.group_aware,
                 temperature=self.temperature, margin=self.margin,
+                max_iter=self.sinkhorn_max_iter, tol=self.sinkhorn_tol,
             )
             clip_audio = self._prepare_audio(clip_audio)
             audio_batcher = self._audio_batcher(clip_audio)
@@ -818,7 +843,8 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         dims = payload["dims"]
         est.model_ = RetrievalModel(audio_module, text_module, dims["audio_dim"],
                                     dims["text_dim"], embedding_dim=est.embedding_dim,
-                                    metric=est.metric, hidden_dim=est.hidden_dim)
+                                    metric=est.metric, hidden_dim=est.hidden_dim,
+                                    metric_rank=est.metric_rank)
         est.model_.load_state_dict(payload["state_dict"])
         est.model_.eval()
         est._audio_config, est._text_config, est._dims = a_cfg, t_cfg, dims

@@ -308,3 +308,29 @@ def test_scratch_text_encoder_trains_at_the_head_learning_rate_by_default():
 
     default, pretrained_rate = moved(), moved(encoder_learning_rate=1e-5)
     assert default > 20 * pretrained_rate > 0
+
+
+def test_low_rank_mahalanobis_metric(data, tmp_path):
+    audio, text, _ = data
+    est = LTMRetriever(**{**FAST, "max_epochs": 8}, metric_rank=4).fit(audio[:160], text[:160])
+    assert tuple(est.model_.metric.L.shape) == (4, 16)
+    assert est.transform(audio[:3]).shape == (3, 4)  # mapped by L: rank-sized embeddings
+    assert est.score(audio[160:], text[160:]) > 0.3
+    est.save(tmp_path / "m.pt")
+    np.testing.assert_array_equal(LTMRetriever.load(tmp_path / "m.pt").transform(audio[:3]),
+                                  est.transform(audio[:3]))
+    with pytest.raises(ValueError, match="metric_rank=4 applies to metric='mahalanobis'"):
+        LTMRetriever(**FAST, metric="cosine", metric_rank=4).fit(audio[:10], text[:10])
+    with pytest.raises(ValueError, match="metric_rank=17"):
+        LTMRetriever(**FAST, metric_rank=17).fit(audio[:10], text[:10])
+
+
+def test_sinkhorn_iteration_cap_is_honoured(data):
+    from sklearn.exceptions import ConvergenceWarning
+
+    audio, text, _ = data
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        LTMRetriever(**{**FAST, "max_epochs": 1}, sinkhorn_max_iter=2,
+                     sinkhorn_tol=1e-12).fit(audio[:64], text[:64])
+    with pytest.raises(ValueError, match="sinkhorn_tol=0"):
+        LTMRetriever(**FAST, sinkhorn_tol=0).fit(audio[:10], text[:10])
