@@ -181,6 +181,14 @@ def _audio_files(folder: Path):
     return files
 
 
+def _read_lines(path, option: str) -> list[str]:
+    """The non-blank lines of a UTF-8 text file given by ``option``, stripped."""
+    if not Path(path).is_file():
+        raise UserError(f"{option} {path} does not exist.")
+    return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
 def _file_digest(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -299,10 +307,9 @@ def cmd_search(args) -> int:
     if args.audio_file is not None:
         if not Path(args.audio_file).is_file():
             raise UserError(f"--audio-file {args.audio_file} does not exist.")
-        if args.captions is None or not Path(args.captions).is_file():
+        if args.captions is None:
             raise UserError("--audio-file needs --captions FILE (one caption a line).")
-        captions = [c.strip() for c in Path(args.captions).read_text(encoding="utf-8")
-                    .splitlines() if c.strip()]
+        captions = _read_lines(args.captions, "--captions")
         idx, dist = model.retrieve([str(args.audio_file)], captions, k=args.k,
                                    direction="audio-to-text")
         print(f"top {idx.shape[1]} captions for {args.audio_file}:")
@@ -316,10 +323,7 @@ def cmd_zero_shot(args) -> int:
 
     model = _load_model(args.model)
     if args.labels_file is not None:
-        if not Path(args.labels_file).is_file():
-            raise UserError(f"--labels-file {args.labels_file} does not exist.")
-        labels = [s.strip() for s in Path(args.labels_file).read_text(encoding="utf-8")
-                  .splitlines() if s.strip()]
+        labels = _read_lines(args.labels_file, "--labels-file")
     elif args.labels:
         labels = [s.strip() for s in args.labels.split(",") if s.strip()]
     else:
