@@ -117,6 +117,11 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         trained from scratch (``"scratch"`` text, PANNs without weights) and ``1e-5`` for
         pretrained ones (``"aisfx"``, Hugging Face models, PANNs with
         ``audio_encoder_weights``, user modules), which a large rate would wreck.
+    metric_learning_rate : float or None, default=None
+        Adam learning rate of the ground metric (``L`` of the Mahalanobis metric, the
+        diagonal scales); ``None``: ``learning_rate``. A smaller rate (or 0, which keeps
+        the initial identity) helps on small training sets, where a freely learned metric
+        overfits (``benchmarks/reproduce_esc50.py``, metric ablation).
     weight_decay : float, default=0.0
         Adam weight decay.
     gradient_clip : float or None, default=2.0
@@ -200,7 +205,8 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                  mass_fraction=1.0, sinkhorn_max_iter=1000, sinkhorn_tol=1e-6,
                  noise_ratio=0.0, embedding_dim=256, hidden_dim=None, normalize_cost=True,
                  group_aware=True, temperature=0.07, margin=0.2, batch_size=128, max_epochs=20,
-                 learning_rate=1e-3, encoder_learning_rate=None, weight_decay=0.0,
+                 learning_rate=1e-3, encoder_learning_rate=None, metric_learning_rate=None,
+                 weight_decay=0.0,
                  gradient_clip=2.0, validation_fraction=0.1, early_stopping=True, patience=5,
                  freeze_audio_encoder=False, freeze_text_encoder=False,
                  cache_frozen_encoders=True, sample_rate=None,
@@ -228,6 +234,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         self.max_epochs = max_epochs
         self.learning_rate = learning_rate
         self.encoder_learning_rate = encoder_learning_rate
+        self.metric_learning_rate = metric_learning_rate
         self.weight_decay = weight_decay
         self.gradient_clip = gradient_clip
         self.validation_fraction = validation_fraction
@@ -298,6 +305,8 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         _check_number("max_epochs", self.max_epochs, low=1, integer=True)
         _check_number("learning_rate", self.learning_rate, low=0, low_open=True)
         _check_number("encoder_learning_rate", self.encoder_learning_rate, low=0,
+                      allow_none=True)
+        _check_number("metric_learning_rate", self.metric_learning_rate, low=0,
                       allow_none=True)
         _check_number("weight_decay", self.weight_decay, low=0)
         _check_number("gradient_clip", self.gradient_clip, low=0, low_open=True, allow_none=True)
@@ -577,6 +586,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                     or audio_spec == "aisfx" or isinstance(audio_spec, torch.nn.Module)),
                 text_encoder_learning_rate=self._encoder_lr(
                     text_spec, pretrained=text_spec != "scratch"),
+                metric_learning_rate=self.metric_learning_rate,
                 weight_decay=self.weight_decay, gradient_clip=self.gradient_clip,
                 early_stopping=self.early_stopping, patience=self.patience,
                 freeze_audio_encoder=bool(self.freeze_audio_encoder and audio_module is not None),

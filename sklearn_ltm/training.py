@@ -32,6 +32,7 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     audio_encoder_learning_rate: float = 1e-5
     text_encoder_learning_rate: float = 1e-5
+    metric_learning_rate: float | None = None
     weight_decay: float = 0.0
     gradient_clip: float | None = 2.0
     early_stopping: bool = True
@@ -178,20 +179,22 @@ def encode_all(model, batcher, *, side: str, batch_size: int, device, embed: boo
 
 
 def _param_groups(model: nn.Module, config: TrainingConfig):
-    params = {"audio": [], "text": [], "head": []}
+    params = {"audio": [], "text": [], "metric": [], "head": []}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        side = name.split("_encoder.")[0] if name.startswith(("audio_encoder.",
-                                                                "text_encoder.")) else "head"
-        if side != "head" and getattr(config, f"freeze_{side}_encoder"):
+        side = name.split(".")[0].replace("_encoder", "")
+        if side in ("audio", "text") and getattr(config, f"freeze_{side}_encoder"):
             continue
-        params[side].append(p)
+        params[side if side in params else "head"].append(p)
     groups = [{"params": params["head"], "lr": config.learning_rate}]
-    for side in ("audio", "text"):
-        if params[side]:
-            groups.append({"params": params[side],
-                           "lr": getattr(config, f"{side}_encoder_learning_rate")})
+    rates = {"audio": config.audio_encoder_learning_rate,
+             "text": config.text_encoder_learning_rate,
+             "metric": config.learning_rate if config.metric_learning_rate is None
+             else config.metric_learning_rate}
+    for key, rate in rates.items():
+        if params[key]:
+            groups.append({"params": params[key], "lr": rate})
     return groups
 
 

@@ -334,3 +334,12 @@ def test_sinkhorn_iteration_cap_is_honoured(data):
                      sinkhorn_tol=1e-12).fit(audio[:64], text[:64])
     with pytest.raises(ValueError, match="sinkhorn_tol=0"):
         LTMRetriever(**FAST, sinkhorn_tol=0).fit(audio[:10], text[:10])
+
+
+def test_metric_learning_rate_zero_keeps_the_identity_metric(data):
+    audio, text, _ = data
+    est = LTMRetriever(**{**FAST, "max_epochs": 3}, metric_learning_rate=0.0)
+    est.fit(audio[:100], text[:100])
+    torch.testing.assert_close(est.model_.metric.L.detach(), torch.eye(16))
+    moved = LTMRetriever(**{**FAST, "max_epochs": 3}).fit(audio[:100], text[:100])
+    assert not torch.allclose(moved.model_.metric.L.detach(), torch.eye(16))
