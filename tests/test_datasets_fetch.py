@@ -342,7 +342,43 @@ def test_fetch_clotho_zip_mirror_then_load(server, tmp_path):
     assert len(server.log) == 2  # cached
 
 
-def test_fetch_clotho_7z_is_kept_with_instructions(server, tmp_path):
+def _seven_zip(members: dict[str, bytes], tmp_path) -> bytes:
+    py7zr = pytest.importorskip("py7zr", reason="the optional 7z reader is not installed")
+    src = tmp_path / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    out = tmp_path / "made.7z"
+    with py7zr.SevenZipFile(out, "w") as zf:
+        for i, (name, data) in enumerate(members.items()):
+            (src / f"m{i}").write_bytes(data)
+            zf.write(src / f"m{i}", name)
+    return out.read_bytes()
+
+
+def test_fetch_clotho_unpacks_real_7z_with_py7zr(server, tmp_path):
+    archive = _seven_zip({"evaluation/rain.wav": b"RIFF-rain"}, tmp_path / "made")
+    sums = _clotho_server(server, archive)
+    root = _fetch_clotho(server, tmp_path / "home", sha256=sums, keep_archive=False)
+    audio, captions = load_clotho(root, "evaluation", return_X_y=True)
+    assert Path(audio[0]).read_bytes() == b"RIFF-rain" and len(captions) == 5
+    assert not (Path(root) / "clotho_audio_evaluation.7z").exists()
+
+
+def test_fetch_clotho_refuses_7z_member_outside_target(server, tmp_path):
+    archive = _seven_zip({"evaluation/rain.wav": b"RIFF", "../escaped.txt": b"evil"},
+                         tmp_path / "made")
+    sums = _clotho_server(server, archive)
+    with pytest.raises(ValueError, match=r"'\.\./escaped\.txt' would land outside"):
+        _fetch_clotho(server, tmp_path / "home", sha256=sums)
+    home = tmp_path / "home"
+    assert not (home / "escaped.txt").exists() and not (home / "clotho" / "escaped.txt").exists()
+    assert not (home / "clotho" / "evaluation").exists()
+    assert not list((home / "clotho").glob(".*part"))  # the temporary folder is gone
+
+
+def test_fetch_clotho_7z_is_kept_with_instructions(server, tmp_path, monkeypatch):
+    from sklearn_ltm.datasets import _fetch
+
+    monkeypatch.setattr(_fetch, "_have_py7zr", lambda: False)  # an install without py7zr
     seven_zip = b"7z\xbc\xaf\x27\x1c" + bytes(range(256)) * 4
     sums = _clotho_server(server, seven_zip)
     with pytest.raises(RuntimeError, match=r"7z x .*clotho_audio_evaluation\.7z") as info:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import importlib.util
 import os
 import re
 import shutil
@@ -196,7 +197,9 @@ def fetch_clotho(
     (:data:`CLOTHO_MD5`), verified on every download.
 
     The audio archives are in 7z format, which the Python standard library cannot
-    unpack, and sklearn-ltm does not depend on ``py7zr``. Such an archive is downloaded,
+    unpack: with the optional ``py7zr`` installed (``pip install sklearn-ltm[fetch]``) they
+    are unpacked like the other archives (members that would leave the target folder, or
+    links, are refused before anything is written). Without it, such an archive is downloaded,
     verified and kept, then a :class:`RuntimeError` says how to unpack it by hand (for
     example ``7z x clotho_audio_evaluation.7z``); call again afterwards and the folder is
     found. A zip or tar archive (a mirror, a test server) is unpacked here.
@@ -282,7 +285,7 @@ def fetch_clotho(
         _download(url, dest, sha256=sha, md5=md5, timeout=timeout, verbose=verbose)
         if split is None:
             continue
-        if _is_seven_zip(dest):
+        if _is_seven_zip(dest) and not _have_py7zr():
             by_hand.append((dest, split))
             continue
         _extract(dest, root / split, _find_split_folder(split), verbose=verbose)
@@ -293,7 +296,8 @@ def fetch_clotho(
         raise RuntimeError(
             f"Downloaded and verified {len(by_hand)} Clotho audio archive(s) in 7z format, "
             "which this installation cannot unpack (the standard library has no 7z reader "
-            "and py7zr is not a dependency of sklearn-ltm). Unpack them by hand so that "
+            "and py7zr is not installed: `pip install sklearn-ltm[fetch]`). Unpack them by "
+            "hand so that "
             f"{str(root)!r} holds the folder(s) {[s for _, s in by_hand]}: {steps} (p7zip), "
             "or `pip install py7zr` then `python -m py7zr x <archive> <folder>`. Then call "
             f"load_clotho({str(root)!r}, split) or fetch_clotho again."
@@ -463,8 +467,10 @@ def _extract(archive: Path, target: Path, locate, *, verbose: bool) -> None:
             _extract_zip(archive, tmp)
         elif tarfile.is_tarfile(archive):
             _extract_tar(archive, tmp)
+        elif _is_seven_zip(archive):
+            _extract_7z(archive, tmp)
         else:
-            raise ValueError(f"{archive} is neither a zip nor a tar archive.")
+            raise ValueError(f"{archive} is neither a zip, a tar nor a 7z archive.")
         found = locate(tmp)
         if found is None:
             raise ValueError(f"{archive} does not hold the expected layout for {target}.")
@@ -526,6 +532,25 @@ def _extract_tar(archive: Path, tmp: Path) -> None:
                 )
         extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         tf.extractall(tmp, members=members, **extra)
+
+
+def _have_py7zr() -> bool:
+    return importlib.util.find_spec("py7zr") is not None
+
+
+def _extract_7z(archive: Path, tmp: Path) -> None:
+    import py7zr
+
+    base = tmp.resolve()
+    with py7zr.SevenZipFile(archive, "r") as zf:
+        for info in zf.list():
+            _safe_destination(base, info.filename, archive)
+            if info.is_symlink:
+                raise ValueError(
+                    f"Refusing to extract {archive}: member {info.filename!r} is a symbolic "
+                    "link. Nothing was extracted."
+                )
+        zf.extractall(path=tmp)  # CRC-32 of every member checked by py7zr
 
 
 def _find_marked(marker: str):
