@@ -372,7 +372,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                                         max_length=self.text_max_length)
         return module, module.get_config()
 
-    def _encoder_lr(self, spec, *, pretrained: bool) -> float:
+    def _encoder_lr(self, *, pretrained: bool) -> float:
         if self.encoder_learning_rate is not None:
             return float(self.encoder_learning_rate)
         return 1e-5 if pretrained else float(self.learning_rate)
@@ -582,10 +582,10 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                 batch_size=self.batch_size, max_epochs=self.max_epochs,
                 learning_rate=self.learning_rate,
                 audio_encoder_learning_rate=self._encoder_lr(
-                    audio_spec, pretrained=self.audio_encoder_weights is not None
+                    pretrained=self.audio_encoder_weights is not None
                     or audio_spec == "aisfx" or isinstance(audio_spec, torch.nn.Module)),
                 text_encoder_learning_rate=self._encoder_lr(
-                    text_spec, pretrained=text_spec != "scratch"),
+                    pretrained=not (isinstance(text_spec, str) and text_spec == "scratch")),
                 metric_learning_rate=self.metric_learning_rate,
                 weight_decay=self.weight_decay, gradient_clip=self.gradient_clip,
                 early_stopping=self.early_stopping, patience=self.patience,
