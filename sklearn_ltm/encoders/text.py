@@ -138,6 +138,10 @@ class HFTextEncoder(nn.Module):
         self.name = os.fspath(name) if isinstance(name, os.PathLike) else name
         path = resolve_text_model_path(name)
         self.pooling, self.local_files_only = pooling, bool(local_files_only)
+        from transformers.utils import logging as hf_logging
+
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar for a local model
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_files_only)
             self.model = AutoModel.from_pretrained(path, local_files_only=local_files_only)
@@ -145,6 +149,9 @@ class HFTextEncoder(nn.Module):
             hint = (" It is not a local folder nor in the Hugging Face cache; download it "
                     "first or pass local_files_only=False." if local_files_only else "")
             raise ValueError(f"text model {self.name!r} could not be loaded.{hint} ({exc})") from exc
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         self.output_dim = int(self.model.config.hidden_size)
 
     def tokenize(self, texts) -> dict:
