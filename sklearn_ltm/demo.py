@@ -61,25 +61,6 @@ def _save_fig(fig, path: Path):
         fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
 
 
-def _train_all(ratios, results, models, base, audio, caption_list, train, test, log,
-               LTMRetriever, evaluate, quick):
-    for ratio in ratios:
-        for label, params in DEMO_LOSSES.items():
-            if ratio == 0.0 and "partial" in label and quick:
-                continue
-            t0 = time.perf_counter()
-            est = LTMRetriever(**base, **params, noise_ratio=ratio)
-            est.fit(audio[train], caption_list(train))
-            metrics = evaluate(est, audio[test], caption_list(test))
-            metrics["fit_seconds"] = time.perf_counter() - t0
-            metrics["epochs"] = est.n_epochs_
-            results[(label, ratio)] = metrics
-            models[(label, ratio)] = est
-            log(f"  {label:<28} noise {ratio:.1f}: t2a R@1 {metrics['t2a_R@1']:.3f}, "
-                f"a2t R@1 {metrics['a2t_R@1']:.3f} ({est.n_epochs_} epochs, "
-                f"{metrics['fit_seconds']:.1f} s)")
-
-
 def run_demo(output="ltm-demo-report", *, n_clips=None, noise_ratio=0.4, quick=False,
              random_state=0, verbose=True, max_epochs=None) -> Path:
     """Run the demo and write its report; return the path of ``index.html``.
@@ -152,8 +133,8 @@ def run_demo(output="ltm-demo-report", *, n_clips=None, noise_ratio=0.4, quick=F
     log("extracting log-mel segment features of the audio")
     audio_feats = LogMelSegmentFeatures(sample_rate=data.sample_rate)
     first = np.unique(data.clip_ids, return_index=True)[1]
-    clip_feats = audio_feats.fit(data.audio[first[np.setdiff1d(np.arange(n_clips),
-                                                               test_clips)]])
+    # standardisation statistics from the training clips only
+    audio_feats.fit(data.audio[first[np.setdiff1d(np.arange(n_clips), test_clips)]])
     clip_feats = audio_feats.transform(data.audio[first])
     audio = clip_feats[data.clip_ids]
     text, text_model = _text_features(data.captions, log)
@@ -179,8 +160,21 @@ def run_demo(output="ltm-demo-report", *, n_clips=None, noise_ratio=0.4, quick=F
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        _train_all(ratios, results, models, base, audio, caption_list, train, test, log,
-                   LTMRetriever, evaluate, quick)
+        for ratio in ratios:
+            for label, params in DEMO_LOSSES.items():
+                if ratio == 0.0 and "partial" in label and quick:
+                    continue
+                t0 = time.perf_counter()
+                est = LTMRetriever(**base, **params, noise_ratio=ratio)
+                est.fit(audio[train], caption_list(train))
+                metrics = evaluate(est, audio[test], caption_list(test))
+                metrics["fit_seconds"] = time.perf_counter() - t0
+                metrics["epochs"] = est.n_epochs_
+                results[(label, ratio)] = metrics
+                models[(label, ratio)] = est
+                log(f"  {label:<28} noise {ratio:.1f}: t2a R@1 {metrics['t2a_R@1']:.3f}, "
+                    f"a2t R@1 {metrics['a2t_R@1']:.3f} ({est.n_epochs_} epochs, "
+                    f"{metrics['fit_seconds']:.1f} s)")
     finally:
         torch.set_num_threads(threads)
     n_test_clips = len(test_clips)

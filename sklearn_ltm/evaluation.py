@@ -34,6 +34,7 @@ from sklearn_ltm.metrics import (
     mean_rank,
     median_rank,
     modality_gap,
+    negative_squared_distances,
     recall_at_k,
     retrieval_metrics,
 )
@@ -146,11 +147,7 @@ def _text_to_audio_similarity(text, audio, options):
                                      n_iter=options["n_iter"], tol=options["tol"],
                                      chunk_size=options["chunk_size"])
     text, audio = text.astype(np.float64, copy=False), audio.astype(np.float64, copy=False)
-    sim = text @ audio.T
-    sim *= 2.0
-    sim -= (text * text).sum(axis=1)[:, None]
-    sim -= (audio * audio).sum(axis=1)[None, :]
-    return sim
+    return negative_squared_distances(text, audio)
 
 
 def _scores(retriever, X, y, groups, options):

@@ -31,6 +31,7 @@ __all__ = [
     "mean_rank",
     "retrieval_metrics",
     "modality_gap",
+    "negative_squared_distances",
 ]
 
 
@@ -404,3 +405,31 @@ def modality_gap(audio_embeddings, text_embeddings) -> dict[str, float]:
     denom = np.linalg.norm(da) * np.linalg.norm(dt)
     cosine = float(np.dot(da, dt) / denom) if denom > 0 else 0.0
     return {"centroid_distance": distance, "mean_direction_cosine": cosine}
+
+
+def negative_squared_distances(queries, gallery) -> np.ndarray:
+    """Scores ``-||q_i - g_j||^2`` between every query and gallery row (greater is better).
+
+    Computed from one matrix product and the squared norms, never a
+    queries x gallery x dim array; the dtype of the inputs is kept.
+
+    Parameters
+    ----------
+    queries : ndarray of shape (n_queries, dim)
+    gallery : ndarray of shape (n_gallery, dim)
+
+    Returns
+    -------
+    ndarray of shape (n_queries, n_gallery)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> negative_squared_distances(np.array([[0.0, 0.0]]), np.array([[1.0, 0.0], [0.0, 2.0]]))
+    array([[-1., -4.]])
+    """
+    scores = queries @ gallery.T
+    scores *= 2.0
+    scores -= (queries * queries).sum(axis=1)[:, None]
+    scores -= (gallery * gallery).sum(axis=1)[None, :]
+    return scores

@@ -560,7 +560,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                 val_clip_ids = np.unique(val_groups)
 
                 def validate():
-                    from .metrics import recall_at_k
+                    from .metrics import negative_squared_distances, recall_at_k
 
                     a = encode_all(self.model_, audio_batcher, side="audio",
                                    batch_size=self.batch_size, device=device,
@@ -571,8 +571,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                     with torch.no_grad():
                         a = self.model_.metric.map(a).cpu().numpy().astype(np.float64)
                         t = self.model_.metric.map(t).cpu().numpy().astype(np.float64)
-                    # the same scores as evaluate(): minus the squared distance
-                    sim = 2.0 * (t @ a.T) - (t * t).sum(1)[:, None] - (a * a).sum(1)[None, :]
+                    sim = negative_squared_distances(t, a)  # the scores evaluate() uses
                     relevant = val_groups[:, None] == val_clip_ids[None, :]
                     scores = {f"t2a_R@{k}": recall_at_k(sim, relevant, k) for k in (1, 5, 10)}
                     scores["t2a_mean_recall"] = float(np.mean(list(scores.values())))
@@ -743,9 +742,10 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
             q, g = self.embed_text(queries), self.transform(gallery)
         else:
             q, g = self.transform(queries), self.embed_text(gallery)
+        from .metrics import negative_squared_distances
+
         k = min(k, len(g))
-        d = (q * q).sum(1)[:, None] + (g * g).sum(1)[None, :] - 2.0 * q @ g.T
-        np.maximum(d, 0.0, out=d)
+        d = np.maximum(-negative_squared_distances(q, g), 0.0)
         idx = np.argsort(d, axis=1, kind="stable")[:, :k]
         return idx, np.take_along_axis(d, idx, axis=1)
 

@@ -14,7 +14,7 @@ from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from sklearn_ltm.metrics import _check_embeddings
+from sklearn_ltm.metrics import _check_embeddings, negative_squared_distances
 from sklearn_ltm.rerank import _check_sinkhorn_options, transductive_log_plan
 
 __all__ = ["ZeroShotAudioClassifier"]
@@ -221,8 +221,7 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
         return self._decision(self._audio_embeddings(X))
 
     def _decision(self, audio):
-        c = self.class_embeddings_
-        return 2.0 * audio @ c.T - (audio**2).sum(1)[:, None] - (c**2).sum(1)[None, :]
+        return negative_squared_distances(audio, self.class_embeddings_)
 
     def _log_scores(self, X) -> np.ndarray:
         audio = self._audio_embeddings(X)
