@@ -10,7 +10,6 @@ from sklearn_ltm.encoders.frontend import SpecAugment
 from sklearn_ltm.gradient_cache import (
     check_micro_batch_size,
     micro_batch_slices,
-    slice_batch,
     two_pass_step,
 )
 from sklearn_ltm.losses import info_nce_loss, mltm_loss
@@ -287,13 +286,14 @@ def test_training_loop_gives_identical_weights_in_feature_mode():
             uniq, inverse = np.unique(clips[batch], return_inverse=True)
             inverse = torch.as_tensor(inverse)
 
-            def loss_fn(t, a, groups):
+            def loss_fn(t, a, extra):
+                groups, inverse = extra
                 return mltm_loss(model.cost(t, a[inverse]), groups, epsilon=0.1)
 
             optimizer.zero_grad(set_to_none=True)
             two_pass_step(model.embed_audio, model.embed_text, loss_fn,
                           audio[torch.as_tensor(uniq)], text[torch.as_tensor(batch)], micro,
-                          extra=torch.as_tensor(clips[batch]))
+                          extra=(torch.as_tensor(clips[batch]), inverse))
             optimizer.step()
         return {k: v.clone() for k, v in model.state_dict().items()}
 
