@@ -68,9 +68,9 @@ class Problem:
 
     def loss_fn(self, text_emb, clip_emb, extra):
         cost = self.metric(text_emb, clip_emb[self.inverse])
-        if self.loss == "mltm":
-            return mltm_loss(cost, extra, epsilon=0.1, mass_fraction=0.8, tol=1e-12,
-                             max_iter=5000)
+        if self.loss in ("mltm", "partial"):
+            return mltm_loss(cost, extra, epsilon=0.1, tol=1e-12, max_iter=5000,
+                             mass_fraction=0.8 if self.loss == "partial" else 1.0)
         return info_nce_loss(cost, extra, temperature=0.2)
 
     def audio_rows(self):
@@ -117,7 +117,7 @@ def _mlp_problem(loss="mltm", dropout=0.0, batch_norm=False, seed=0):
                    clips, loss)
 
 
-@pytest.mark.parametrize("loss", ["mltm", "contrastive"])
+@pytest.mark.parametrize("loss", ["mltm", "partial", "contrastive"])
 @pytest.mark.parametrize("micro", [1, 3, 4, 5, 7])
 def test_deterministic_encoders_equal_one_pass_over_whole_batch(loss, micro):
     problem = _mlp_problem(loss)
@@ -154,7 +154,7 @@ def test_without_rng_restore_the_gradient_is_wrong(monkeypatch):
         problem.two_pass(4, check_replay=1e-9)
 
 
-@pytest.mark.parametrize("loss", ["mltm", "contrastive"])
+@pytest.mark.parametrize("loss", ["partial", "contrastive"])
 @pytest.mark.parametrize("micro", [3, 5])
 def test_conv_encoder_with_specaugment(loss, micro):
     torch.manual_seed(0)
