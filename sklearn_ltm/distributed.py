@@ -55,6 +55,7 @@ __all__ = [
     "get_rank",
     "get_world_size",
     "global_batch_loss",
+    "gather_sharded",
     "global_batch_order",
     "init_from_env",
     "is_distributed",
@@ -537,6 +538,42 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     if not is_distributed() or get_world_size() == 1:
         return tensor
     return _AllGather.apply(tensor)
+
+
+def gather_sharded(fn, items) -> torch.Tensor:
+    """``fn(items)`` computed in parts: each rank runs ``fn`` on its shard, all get the whole.
+
+    For the frozen-encoder cache: every rank encodes ``1 / world_size`` of the clips (or
+    captions) and receives the outputs of all of them, in the order of ``items``, without
+    gradient.
+
+    Parameters
+    ----------
+    items : array-like of shape (n,)
+        What to compute (indices of clips or captions); the same on every rank, at least one
+        per rank.
+    fn : callable
+        ``fn(shard) -> Tensor (len(shard), ...)``, with the same trailing shape on every rank.
+
+    Returns
+    -------
+    Tensor of shape (n, ...)
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> gather_sharded(lambda idx: torch.as_tensor(idx)[:, None] * 2.0, np.arange(3))
+    tensor([[0.],
+            [2.],
+            [4.]])
+    """
+    shard = shard_batch(items)
+    with torch.no_grad():
+        out = fn(shard)
+        if not isinstance(out, torch.Tensor) or out.ndim == 0 or out.shape[0] != len(shard):
+            raise ValueError(f"fn must return a tensor with one row per item of its shard "
+                             f"({len(shard)} rows); got {getattr(out, 'shape', type(out))}.")
+        return all_gather_with_grad(out.detach())
 
 
 def global_batch_loss(text_embeddings, audio_embeddings, groups, *, cost_fn, loss_fn):

@@ -119,6 +119,10 @@ def scenario_train(out: Path, context) -> None:
     results["agree"] = _error_of(lambda: distributed.check_consistent(n_pairs=40, epsilon=0.05))
     results["small_batch"] = _error_of(
         lambda: distributed.global_batch_order(40, 3, seed=0, epoch=0))
+    audio = make_data()[0]
+    needed = np.array([3, 17, 0, 5, 11])  # 3 rows on rank 0, 2 on rank 1
+    cache = distributed.gather_sharded(lambda idx: 2 * audio[torch.as_tensor(idx)], needed)
+    results["cache_ok"] = bool(torch.equal(cache, 2 * audio[torch.as_tensor(needed)]))
     results["world_size"] = distributed.get_world_size()
     torch.save(results, out / f"rank{context.rank}.pt")
     distributed.barrier(timeout=30)

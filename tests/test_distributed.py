@@ -95,6 +95,10 @@ def test_ranks_disagreeing_on_data_length_fail_with_a_clear_error(torchrun_resul
         assert results["agree"] == "<no error>"
 
 
+def test_sharded_cache_is_gathered_in_order(torchrun_results):
+    assert [results["cache_ok"] for results in torchrun_results] == [True, True]
+
+
 def test_global_batch_below_two_per_rank_fails(torchrun_results):
     for results in torchrun_results:
         assert results["small_batch"].startswith(
