@@ -49,6 +49,7 @@ __all__ = [
     "all_gather_with_grad",
     "average_gradients",
     "barrier",
+    "broadcast_object",
     "broadcast_parameters",
     "check_consistent",
     "check_global_batch_size",
@@ -665,6 +666,23 @@ def average_gradients(parameters) -> None:
             n = p.grad.numel()
             p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
             offset += n
+
+
+def broadcast_object(obj, src: int = 0):
+    """Rank ``src``'s ``obj`` on every rank (a picklable value: an early-stopping decision,
+    a validation score, a checkpoint path).
+
+    Examples
+    --------
+    >>> broadcast_object({"stop": True})  # a single process: the object itself
+    {'stop': True}
+    """
+    if not is_distributed() or get_world_size() == 1:
+        return obj
+    box = [obj if get_rank() == src else None]
+    with _collective("broadcast_object"):
+        dist.broadcast_object_list(box, src=src)
+    return box[0]
 
 
 def broadcast_parameters(module: torch.nn.Module, src: int = 0) -> None:

@@ -123,6 +123,8 @@ def scenario_train(out: Path, context) -> None:
     needed = np.array([3, 17, 0, 5, 11])  # 3 rows on rank 0, 2 on rank 1
     cache = distributed.gather_sharded(lambda idx: 2 * audio[torch.as_tensor(idx)], needed)
     results["cache_ok"] = bool(torch.equal(cache, 2 * audio[torch.as_tensor(needed)]))
+    results["decision"] = distributed.broadcast_object(
+        {"stop": context.rank == 0, "from": context.rank})
     results["world_size"] = distributed.get_world_size()
     torch.save(results, out / f"rank{context.rank}.pt")
     distributed.barrier(timeout=30)

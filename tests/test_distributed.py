@@ -99,6 +99,10 @@ def test_sharded_cache_is_gathered_in_order(torchrun_results):
     assert [results["cache_ok"] for results in torchrun_results] == [True, True]
 
 
+def test_rank_zero_decision_reaches_every_rank(torchrun_results):
+    assert [r["decision"] for r in torchrun_results] == [{"stop": True, "from": 0}] * 2
+
+
 def test_global_batch_below_two_per_rank_fails(torchrun_results):
     for results in torchrun_results:
         assert results["small_batch"].startswith(
