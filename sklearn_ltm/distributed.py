@@ -312,18 +312,25 @@ def _fingerprint(value):
         else:
             digest = hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest()[:12]
         return f"array(shape={value.shape}, dtype={value.dtype}, sha1={digest})"
-    if isinstance(value, list | tuple) and len(value) > 16:
-        digest = hashlib.sha1(repr(value).encode()).hexdigest()[:12]
-        return f"{type(value).__name__}(len={len(value)}, sha1={digest})"
-    return value
+    if isinstance(value, dict):
+        return {str(k): _fingerprint(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        if len(value) > 16:
+            digest = hashlib.sha1(repr(value).encode()).hexdigest()[:12]
+            return f"{type(value).__name__}(len={len(value)}, sha1={digest})"
+        return type(value)(_fingerprint(v) for v in value)
+    if value is None or isinstance(value, bool | int | float | str | bytes | np.generic):
+        return value
+    return f"{type(value).__name__}: {repr(value)[:200]}"  # e.g. a module: by its repr
 
 
 def check_consistent(**values) -> None:
     """Fail on every rank when the ranks do not pass equal values (a collective at start).
 
     Call it on every rank before training with what must agree: the data length, a hash of
-    the data, the parameters, the seed. Arrays and tensors are compared by shape, dtype and
-    content hash; other values with ``==`` after pickling.
+    the data, the parameters (``estimator.get_params()``), the seed. Arrays and tensors are
+    compared by shape, dtype and content hash, dicts and short sequences entry by entry,
+    numbers and strings by value, other objects (a torch module) by type and ``repr``.
 
     Parameters
     ----------

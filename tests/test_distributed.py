@@ -165,6 +165,17 @@ def test_single_process_helpers_without_a_process_group():
     assert [len(b) for b in batches] == [5, 5]
 
 
+def test_fingerprints_compare_values_not_identities():
+    fp = distributed._fingerprint
+    params = {"epsilon": 0.05, "audio_encoder": torch.nn.Linear(2, 3), "ks": (1, 5)}
+    same = {"epsilon": 0.05, "audio_encoder": torch.nn.Linear(2, 3), "ks": (1, 5)}
+    assert fp(params) == fp(same)  # another module object with the same structure
+    assert fp(params) != fp(dict(same, epsilon=0.1))
+    assert fp(np.arange(5)) == fp(np.arange(5)) != fp(np.arange(1, 6))
+    assert fp(torch.ones(3)) == fp(np.ones(3, dtype=np.float32))
+    assert "sha1=" in fp(list(range(100)))
+
+
 def test_batch_order_is_independent_of_world_size_and_shards_rebuild_it():
     one = distributed.global_batch_order(37, 8, seed=3, epoch=1, world_size=1)
     four = distributed.global_batch_order(37, 8, seed=3, epoch=1, world_size=4)
