@@ -105,7 +105,7 @@ def run_demo(output="ltm-demo-report", *, n_clips=None, noise_ratio=0.4, quick=F
     from .datasets import make_sound_captions
     from .evaluation import evaluate
     from .features import LogMelSegmentFeatures
-    from .metrics import modality_gap
+    from .retrieval_metrics import modality_gap
     from .retriever import LTMRetriever
 
     if n_clips is None:

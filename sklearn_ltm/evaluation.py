@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from sklearn_ltm._utils import as_str_list, infer_groups
-from sklearn_ltm.metrics import (
+from sklearn_ltm.retrieval_metrics import (
     _check_embeddings,
     _check_k,
     _check_ks,
@@ -204,14 +204,14 @@ def evaluate(retriever, X, y, *, groups=None, ks=(1, 5, 10), map_k=10, transduct
         For each direction ``t2a`` and ``a2t``: ``"{dir}_R@{k}"`` for ``k`` in ``ks``,
         ``"{dir}_mAP@{map_k}"``, ``"{dir}_median_rank"``, ``"{dir}_mean_rank"``; then
         ``"modality_gap_centroid_distance"`` and ``"modality_gap_mean_direction_cosine"``
-        (:func:`sklearn_ltm.metrics.modality_gap` over the pairs: a clip counts once per
+        (:func:`sklearn_ltm.retrieval_metrics.modality_gap` over the pairs: a clip counts once per
         caption, so perfectly matched embeddings have no gap).
         Recalls and mAP are fractions in ``[0, 1]``; ranks are 1-based. Ties are broken
         pessimistically.
 
     See Also
     --------
-    sklearn_ltm.metrics.retrieval_metrics : the metrics of one direction from a score matrix.
+    sklearn_ltm.retrieval_metrics.retrieval_metrics : the metrics of one direction from a score matrix.
     make_retrieval_scorer : one metric as a scorer for ``GridSearchCV``.
 
     Examples

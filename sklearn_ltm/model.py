@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .encoders.heads import ProjectionHead
-from .metric import make_metric
+from .ground_metrics import make_metric
 
 __all__ = ["RetrievalModel"]
 
@@ -32,7 +32,7 @@ class RetrievalModel(nn.Module):
     embedding_dim : int
         Size of the shared space.
     metric : str
-        Ground metric name, see :func:`sklearn_ltm.metric.make_metric`.
+        Ground metric name, see :func:`sklearn_ltm.ground_metrics.make_metric`.
     hidden_dim : int or None
         Hidden size of the projection heads (``None``: ``2 * embedding_dim``).
     dropout : float

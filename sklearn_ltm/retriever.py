@@ -560,7 +560,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                 val_clip_ids = np.unique(val_groups)
 
                 def validate():
-                    from .metrics import negative_squared_distances, recall_at_k
+                    from .retrieval_metrics import negative_squared_distances, recall_at_k
 
                     a = encode_all(self.model_, audio_batcher, side="audio",
                                    batch_size=self.batch_size, device=device,
@@ -742,7 +742,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
             q, g = self.embed_text(queries), self.transform(gallery)
         else:
             q, g = self.transform(queries), self.embed_text(gallery)
-        from .metrics import negative_squared_distances
+        from .retrieval_metrics import negative_squared_distances
 
         k = min(k, len(g))
         d = np.maximum(-negative_squared_distances(q, g), 0.0)

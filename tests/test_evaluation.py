@@ -22,7 +22,7 @@ from sklearn_ltm.evaluation import (
     make_retrieval_scorer,
     text_to_audio_score,
 )
-from sklearn_ltm.metrics import modality_gap, retrieval_metrics
+from sklearn_ltm.retrieval_metrics import modality_gap, retrieval_metrics
 
 
 class TableRetriever(BaseEstimator):

@@ -17,7 +17,7 @@ from sklearn_ltm.losses import (
     mltm_loss,
     triplet_loss,
 )
-from sklearn_ltm.metric import make_metric
+from sklearn_ltm.ground_metrics import make_metric
 
 
 def _batch_cost(size=8, seed=0, dtype=torch.float64):
