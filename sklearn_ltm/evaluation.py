@@ -26,6 +26,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from sklearn_ltm._utils import as_str_list, infer_groups
+from sklearn_ltm.rerank import _check_positive_int, _check_sinkhorn_options, transductive_log_plan
 from sklearn_ltm.retrieval_metrics import (
     _check_embeddings,
     _check_k,
@@ -38,7 +39,6 @@ from sklearn_ltm.retrieval_metrics import (
     recall_at_k,
     retrieval_metrics,
 )
-from sklearn_ltm.rerank import _check_positive_int, _check_sinkhorn_options, transductive_log_plan
 
 __all__ = [
     "evaluate",

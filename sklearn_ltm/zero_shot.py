@@ -14,8 +14,8 @@ from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from sklearn_ltm.retrieval_metrics import _check_embeddings, negative_squared_distances
 from sklearn_ltm.rerank import _check_sinkhorn_options, transductive_log_plan
+from sklearn_ltm.retrieval_metrics import _check_embeddings, negative_squared_distances
 
 __all__ = ["ZeroShotAudioClassifier"]
 
