@@ -36,6 +36,7 @@ from .encoders import (
     ScratchText,
     TextEncoder,
     TextFeatures,
+    WaveformEncoder,
 )
 from .ground_metric import Cosine, Diagonal, Euclidean, GroundMetricComponent, Mahalanobis
 from .losses import MLTM, Contrastive, LossComponent, Triplet
@@ -47,7 +48,7 @@ __all__ = [
     "Component", "Registry", "registry_of", "resolve_component",
     "register_audio_encoder", "register_text_encoder", "register_metric", "register_loss",
     "register_optimizer", "register_lr_schedule",
-    "AudioEncoder", "AudioFeatures", "PANNs", "Aisfx", "ModuleAudio",
+    "AudioEncoder", "AudioFeatures", "WaveformEncoder", "PANNs", "Aisfx", "ModuleAudio",
     "TextEncoder", "TextFeatures", "ScratchText", "HuggingFaceText", "ModuleText",
     "GroundMetricComponent", "Mahalanobis", "Diagonal", "Euclidean", "Cosine",
     "LossComponent", "MLTM", "Contrastive", "Triplet",

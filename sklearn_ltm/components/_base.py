@@ -40,6 +40,25 @@ class Component(BaseEstimator):
     kind = "component"
     _parameter_constraints: dict = {}
 
+    @classmethod
+    def _get_param_names(cls):
+        """Parameter names of every ``__init__`` in the class hierarchy, so a subclass can
+        take its own parameters and pass the others on with ``**kwargs``."""
+        import inspect
+
+        names = set()
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None or klass is object:
+                continue
+            for p in inspect.signature(init).parameters.values():
+                if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                    names.add(p.name)
+            if not any(p.kind == p.VAR_KEYWORD
+                       for p in inspect.signature(init).parameters.values()):
+                break  # this __init__ does not pass parameters further up
+        return sorted(names)
+
     def validate(self):
         """Check every parameter; return ``self``.
 

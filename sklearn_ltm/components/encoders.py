@@ -18,6 +18,7 @@ from ._base import Component
 __all__ = [
     "AudioEncoder",
     "AudioFeatures",
+    "WaveformEncoder",
     "PANNs",
     "Aisfx",
     "ModuleAudio",
@@ -117,8 +118,34 @@ class AudioFeatures(AudioEncoder):
         return None
 
 
-class _AudioReader(_Trainable, AudioEncoder):
-    """Audio encoders that read waveforms or files."""
+class WaveformEncoder(_Trainable, AudioEncoder):
+    """Base class of audio encoders on waveforms (arrays or files read on demand).
+
+    It holds the reading and training settings every such encoder has; a subclass adds its
+    own parameters and passes the rest on (``def __init__(self, *, n_bands=16, **kwargs):
+    super().__init__(**kwargs)``: ``get_params`` collects the parameters of every
+    ``__init__`` of the class hierarchy) and implements :meth:`build`.
+
+    Parameters
+    ----------
+    sample_rate : int or None, default=None
+        Rate of waveform arrays passed as ``X`` (``None``: the encoder's own); files are
+        resampled automatically.
+    max_seconds : float or None, default=10.0
+        Crop length for audio files.
+    num_workers : int, default=0
+        Worker processes reading and resampling files during training.
+    on_bad_file : {"raise", "skip"}, default="raise"
+        A missing, empty or unreadable file in ``fit``: raise an error naming it, or drop
+        its pairs with one warning that counts them.
+    freeze : bool, default=False
+        Keep the encoder fixed (eval mode: no SpecAugment, no dropout).
+    learning_rate : float or None, default=None
+        Adam rate of the encoder; ``None``: ``1e-5`` for pretrained weights, else the
+        heads' rate.
+    cache : bool, default=True
+        With ``freeze``: compute each clip's encoder output once and reuse it every epoch.
+    """
 
     _parameter_constraints = {
         "sample_rate": [positive_int(), None],
@@ -128,8 +155,8 @@ class _AudioReader(_Trainable, AudioEncoder):
         **_TRAINABLE,
     }
 
-    def _set_reader(self, sample_rate, max_seconds, num_workers, on_bad_file, freeze,
-                    learning_rate, cache):
+    def __init__(self, *, sample_rate=None, max_seconds=10.0, num_workers=0,
+                 on_bad_file="raise", freeze=False, learning_rate=None, cache=True):
         self.sample_rate = sample_rate
         self.max_seconds = max_seconds
         self.num_workers = num_workers
@@ -144,11 +171,6 @@ class _AudioReader(_Trainable, AudioEncoder):
         weights = os.fspath(self.weights) if isinstance(self.weights, os.PathLike) \
             else self.weights
         return build_audio_encoder(name, weights=weights, spec_augment=self.spec_augment)
-
-    def rebuild(self, config):
-        from ..encoders import build_audio_encoder
-
-        return build_audio_encoder(**config)
 
     def input_settings_notes(self, audio_kind: str) -> list[str]:
         """Settings that do not apply to ``audio_kind`` ("waveforms" or "paths")."""
@@ -167,7 +189,7 @@ class _AudioReader(_Trainable, AudioEncoder):
         return out
 
 
-class PANNs(_AudioReader):
+class PANNs(WaveformEncoder):
     """A PANNs CNN (Kong et al., 2020) on log-mel spectrograms of the waveforms.
 
     Parameters
@@ -206,7 +228,7 @@ class PANNs(_AudioReader):
         "architecture": [StrOptions({"cnn10", "cnn14", "resnet38"})],
         "weights": [str, os.PathLike, None],
         "spec_augment": ["boolean"],
-        **_AudioReader._parameter_constraints,
+        **WaveformEncoder._parameter_constraints,
     }
 
     def __init__(self, architecture="cnn10", *, weights=None, spec_augment=True,
@@ -215,8 +237,9 @@ class PANNs(_AudioReader):
         self.architecture = architecture
         self.weights = weights
         self.spec_augment = spec_augment
-        self._set_reader(sample_rate, max_seconds, num_workers, on_bad_file, freeze,
-                         learning_rate, cache)
+        super().__init__(sample_rate=sample_rate, max_seconds=max_seconds,
+                         num_workers=num_workers, on_bad_file=on_bad_file, freeze=freeze,
+                         learning_rate=learning_rate, cache=cache)
 
     def registered_name(self):
         return self.architecture
@@ -227,8 +250,13 @@ class PANNs(_AudioReader):
     def build(self):
         return self._build_named(self.architecture)
 
+    def rebuild(self, config):
+        from ..encoders import build_audio_encoder
 
-class Aisfx(_AudioReader):
+        return build_audio_encoder(**config)
+
+
+class Aisfx(WaveformEncoder):
     """The pretrained aisfx sound-event encoder (offline, from the ``aisfx`` package).
 
     Parameters
@@ -249,7 +277,7 @@ class Aisfx(_AudioReader):
     _parameter_constraints = {
         "weights": [str, os.PathLike, None],
         "spec_augment": ["boolean"],
-        **_AudioReader._parameter_constraints,
+        **WaveformEncoder._parameter_constraints,
     }
 
     def __init__(self, *, weights=None, spec_augment=True, sample_rate=None, max_seconds=10.0,
@@ -257,14 +285,17 @@ class Aisfx(_AudioReader):
                  cache=True):
         self.weights = weights
         self.spec_augment = spec_augment
-        self._set_reader(sample_rate, max_seconds, num_workers, on_bad_file, freeze,
-                         learning_rate, cache)
+        super().__init__(sample_rate=sample_rate, max_seconds=max_seconds,
+                         num_workers=num_workers, on_bad_file=on_bad_file, freeze=freeze,
+                         learning_rate=learning_rate, cache=cache)
 
     def build(self):
         return self._build_named("aisfx")
 
+    rebuild = PANNs.rebuild
 
-class ModuleAudio(_AudioReader):
+
+class ModuleAudio(WaveformEncoder):
     """A user's ``torch.nn.Module`` as audio encoder (copied, never trained in place).
 
     The module takes ``(waveforms (B, T), lengths)`` and returns ``(B, D)``, with
@@ -294,7 +325,7 @@ class ModuleAudio(_AudioReader):
     _parameter_constraints = {
         "module": [nn.Module],
         "pretrained": ["boolean"],
-        **_AudioReader._parameter_constraints,
+        **WaveformEncoder._parameter_constraints,
     }
 
     def __init__(self, module, *, pretrained=True, sample_rate=None, max_seconds=10.0,
@@ -302,8 +333,9 @@ class ModuleAudio(_AudioReader):
                  cache=True):
         self.module = module
         self.pretrained = pretrained
-        self._set_reader(sample_rate, max_seconds, num_workers, on_bad_file, freeze,
-                         learning_rate, cache)
+        super().__init__(sample_rate=sample_rate, max_seconds=max_seconds,
+                         num_workers=num_workers, on_bad_file=on_bad_file, freeze=freeze,
+                         learning_rate=learning_rate, cache=cache)
 
     def registered_name(self):
         return None

@@ -427,10 +427,10 @@ class Trainer:
         states (numpy generator and global, Python, torch, CUDA) and callback states.
         Plain data and tensors only (readable with ``torch.load(weights_only=True)``)."""
         callbacks = {}
-        for i, cb in enumerate(self.callbacks):
+        for key, cb in self._callback_keys():
             state = getattr(cb, "state_dict", None)
             if state is not None:
-                callbacks[f"{i}:{type(cb).__name__}"] = state()
+                callbacks[key] = state()
         return {
             "format": _CHECKPOINT_FORMAT,
             "format_version": _CHECKPOINT_VERSION,
@@ -467,7 +467,14 @@ class Trainer:
         self._epoch_order = None if order is None else order.numpy()
         self._epoch_losses = list(state["epoch_losses"])
         saved = state.get("callbacks", {})
-        for i, cb in enumerate(self.callbacks):
-            key = f"{i}:{type(cb).__name__}"
+        for key, cb in self._callback_keys():
             if key in saved and hasattr(cb, "load_state_dict"):
                 cb.load_state_dict(saved[key])
+
+    def _callback_keys(self):
+        """``("EarlyStopping:0", callback), ...``: stable names of the callbacks' states."""
+        seen: dict = {}
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            seen[name] = seen.get(name, -1) + 1
+            yield f"{name}:{seen[name]}", cb
