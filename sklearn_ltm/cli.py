@@ -161,8 +161,11 @@ def _component_params(args) -> dict:
 
 
 def _add_data_options(parser, *, split_default=None):
-    parser.add_argument("--dataset", choices=("audiocaps", "clotho", "esc50", "csv"),
-                        required=True, help="which corpus layout to read")
+    from .datasets import DATASETS
+
+    parser.add_argument("--dataset", choices=(*DATASETS.names(), "csv"),
+                        required=True, help="which corpus layout to read (more with --plugin: "
+                                            "sklearn_ltm.datasets.register_dataset)")
     parser.add_argument("--root", type=Path,
                         help="dataset root folder (audiocaps, clotho, esc50)")
     parser.add_argument("--split", default=split_default,
@@ -189,13 +192,8 @@ def _load_pairs(args):
     if not args.root.is_dir():
         raise UserError(f"--root {args.root} is not a folder.")
     on_missing = "drop" if args.drop_missing else "raise"
-    if args.dataset == "audiocaps":
-        bunch = datasets.load_audiocaps(args.root, args.split or "train", on_missing=on_missing)
-    elif args.dataset == "clotho":
-        bunch = datasets.load_clotho(args.root, args.split or "development",
-                                     on_missing=on_missing)
-    else:
-        bunch = datasets.load_esc50(args.root, folds=args.folds, on_missing=on_missing)
+    bunch = datasets.read_dataset(args.dataset, args.root, split=args.split, folds=args.folds,
+                                  on_missing=on_missing)
     return list(bunch.audio), list(bunch.captions)
 
 
@@ -464,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"sklearn-ltm {__version__}")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (repeatable): it registers user components "
+                             "(sklearn_ltm.components.register_*) or datasets "
+                             "(sklearn_ltm.datasets.register_dataset), then usable by name; "
+                             f"the modules of the {PLUGIN_GROUP!r} entry-point group are "
+                             "always imported")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
