@@ -37,6 +37,7 @@ __all__ = [
     "StrOptions",
     "_fit_context",
     "check_params",
+    "check_value",
     "validate_params",
     "RegisteredName",
     "positive_int",
@@ -66,6 +67,18 @@ def check_params(params: dict, constraints: dict, caller: str) -> None:
     sklearn.utils._param_validation.InvalidParameterError: The 'k' parameter of f must be an int in the range [1, inf). Got 0 instead.
     """
     validate_parameter_constraints(constraints, params, caller_name=caller)
+
+
+def check_value(value, name: str, constraints, caller: str):
+    """Check one value against a list of constraints (as in :func:`check_params`); return it.
+
+    Examples
+    --------
+    >>> check_value(3, "n_mels", [positive_int()], "LogMelFrontEnd")
+    3
+    """
+    check_params({name: value}, {name: list(constraints)}, caller)
+    return value
 
 
 class RegisteredName(StrOptions):
