@@ -74,6 +74,10 @@ _COMPONENT_PARAMS = ("audio_encoder", "text_encoder", "metric", "loss", "optimiz
 _DEFAULT_EPSILON, _DEFAULT_MASS, _DEFAULT_VALIDATION = 0.05, 1.0, 0.1
 
 
+def _read_checkpoint(path):
+    return None if path is None else torch.load(path, map_location="cpu", weights_only=True)
+
+
 class LTMRetriever(TransformerMixin, BaseEstimator):
     r"""Audio-text retrieval by mini-batch Learning-to-Match (m-LTM).
 
@@ -445,28 +449,14 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         -------
         self : LTMRetriever
         """
-        resolve_device(self.device)
-        callbacks = self._check_callbacks()
-        if resume_from is not None and not os.path.isfile(resume_from):
-            raise ValueError(f"resume_from={resume_from!r} is not a file.")
+        # 1. pairs and clip groups (bad files handled here); components, callbacks checked
         warm = bool(self.warm_start) and hasattr(self, "model_")
-        # 1. pairs and clip groups (bad files handled here)
-        pairs, audio_component, text_component = make_pairs(
-            X, y, groups, audio_encoder=self.audio_encoder, text_encoder=self.text_encoder)
-        parts = self._resolve_parts(audio_component, text_component)
-        val_pairs_set = None if eval_set is None else self._eval_pairs(eval_set, parts)
-        device = resolve_device(self.device)
-        self._warn_inapplicable(parts, pairs.audio_kind, device)
-        if eval_set is not None and self.validation_fraction not in (0, _DEFAULT_VALIDATION):
-            warnings.warn(f"validation_fraction={self.validation_fraction!r} is not used: "
-                          "eval_set is the validation set.", UserWarning, stacklevel=2)
-        if warm:
-            self._check_warm_start(pairs, parts)
-
+        pairs, parts, val_set, callbacks = self._check_fit(X, y, groups, eval_set, resume_from,
+                                                           warm)
         rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
         torch_seed = int(rng.integers(2**31 - 1))
-        # 2. validation clips
-        if val_pairs_set is None:
+        # 2. validation clips (none held out when eval_set is given)
+        if val_set is None:
             train_pairs, val_pairs = split_validation(pairs.clip_of_pair,
                                                       self.validation_fraction, rng)
         else:
@@ -477,33 +467,45 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         train_text = pairs.text.take(caption_row)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(torch_seed)
-            # 4. the model
-            if not warm:
-                self._build(pairs, parts, train_text, train_pairs, device)
-            else:
-                self.audio_encoder_, self.text_encoder_ = (parts["audio_encoder"],
-                                                           parts["text_encoder"])
-                self.metric_ = parts["metric"]
-            self.loss_ = parts["loss"]
-            self.model_.to(device)
-            self.device_ = str(device)
+            # 4. the model (kept by a warm start)
+            self._build(pairs, parts, train_text, train_pairs, keep=warm)
             # 5. training
             trainer = self._make_trainer(parts, pairs, train_text, train_pairs, val_pairs,
-                                         val_pairs_set, callbacks, device, rng)
-            resume_state = None
-            if resume_from is not None:
-                resume_state = torch.load(resume_from, map_location="cpu", weights_only=True)
-            previous = list(self.history_) if warm else []
+                                         val_set, callbacks, rng)
             history = trainer.fit(self._training_data(pairs, train_text, train_pairs),
-                                  resume_state=resume_state)
+                                  resume_state=_read_checkpoint(resume_from))
         # 6. fitted attributes
+        self._set_fitted(history, warm, noisy, val_pairs)
+        return self
+
+    def _check_fit(self, X, y, groups, eval_set, resume_from, warm):
+        """Everything checked before any work: device, callbacks and paths, the pairs, the
+        components, inapplicable settings (warned), the validation set, a warm start."""
+        device = resolve_device(self.device)
+        callbacks = self._check_callbacks()
+        if resume_from is not None and not os.path.isfile(resume_from):
+            raise ValueError(f"resume_from={resume_from!r} is not a file.")
+        pairs, audio_component, text_component = make_pairs(
+            X, y, groups, audio_encoder=self.audio_encoder, text_encoder=self.text_encoder)
+        parts = self._resolve_parts(audio_component, text_component)
+        val_set = None if eval_set is None else self._eval_pairs(eval_set, parts)
+        self._warn_inapplicable(parts, pairs.audio_kind, device)
+        if eval_set is not None and self.validation_fraction not in (0, _DEFAULT_VALIDATION):
+            warnings.warn(f"validation_fraction={self.validation_fraction!r} is not used: "
+                          "eval_set is the validation set.", UserWarning, stacklevel=3)
+        if warm:
+            self._check_warm_start(pairs, parts)
+        self.device_ = str(device)
+        return pairs, parts, val_set, callbacks
+
+    def _set_fitted(self, history, warm, noisy, val_pairs) -> None:
+        previous = list(self.history_) if warm else []
         offset = len(previous)
         self.history_ = previous + [{**r, "epoch": r["epoch"] + offset} for r in history]
         self.model_.eval()
         self.n_epochs_ = len(self.history_)
         self.noisy_pairs_ = noisy
         self.validation_pairs_ = val_pairs
-        return self
 
     def _check_warm_start(self, pairs: Pairs, parts) -> None:
         for key in ("audio_encoder", "text_encoder", "metric"):
@@ -524,8 +526,13 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                                  f"{name}={self._architecture[name]!r}; {name} is now "
                                  f"{getattr(self, name)!r}.")
 
-    def _build(self, pairs: Pairs, parts, train_text, train_pairs, device) -> None:
+    def _build(self, pairs: Pairs, parts, train_text, train_pairs, *, keep=False) -> None:
         audio, text = parts["audio_encoder"], parts["text_encoder"]
+        self.loss_ = parts["loss"]
+        if keep:  # warm start: the fitted model goes on training
+            self.audio_encoder_, self.text_encoder_, self.metric_ = audio, text, parts["metric"]
+            self.model_.to(self.device_)
+            return
         captions = ([train_text.data[i] for i in train_pairs]
                     if pairs.text.kind == "strings" else None)
         audio_dim = pairs.clip_audio.data.shape[1] if pairs.audio_kind != "paths" else None
@@ -542,6 +549,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         self.text_input_kind_ = pairs.text.kind
         if pairs.audio_kind in ("features", "waveforms"):
             self.n_features_in_ = int(pairs.clip_audio.data.shape[1])
+        self.model_.to(self.device_)
 
     def _training_data(self, pairs: Pairs, train_text, train_pairs) -> TrainingData:
         clip_audio = self._prepare_audio(pairs.clip_audio)
@@ -577,7 +585,8 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         return score
 
     def _make_trainer(self, parts, pairs, train_text, train_pairs, val_pairs, val_set,
-                      callbacks, device, rng) -> Trainer:
+                      callbacks, rng) -> Trainer:
+        device = torch.device(self.device_)
         audio, text = parts["audio_encoder"], parts["text_encoder"]
         frozen = {side for side, comp in (("audio", audio), ("text", text))
                   if getattr(comp, "freeze", False) and comp.input_kind != "features"}
