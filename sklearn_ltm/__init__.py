@@ -4,7 +4,10 @@ The estimator :class:`LTMRetriever` trains and serves m-LTM models; the math liv
 :mod:`sklearn_ltm.transport` (entropic and partial optimal transport),
 :mod:`sklearn_ltm.ground_metrics` (ground metrics) and :mod:`sklearn_ltm.losses`; retrieval
 evaluation in :mod:`sklearn_ltm.evaluation` and :mod:`sklearn_ltm.retrieval_metrics`; data in
-:mod:`sklearn_ltm.datasets`; audio and text models in :mod:`sklearn_ltm.encoders`.
+:mod:`sklearn_ltm.datasets`; audio and text models in :mod:`sklearn_ltm.encoders`. The
+estimator is built from the components of :mod:`sklearn_ltm.components` (one registry per
+kind) and trained by the :class:`~sklearn_ltm.training.Trainer` and its callbacks
+(:mod:`sklearn_ltm.training`).
 """
 
 __version__ = "0.1.0"
