@@ -620,7 +620,15 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                        device=device, rng=rng, callbacks=built_in + callbacks, frozen=frozen,
                        gradient_clip=parts["optimizer"].gradient_clip,
                        mixed_precision=self.mixed_precision,
-                       num_workers=getattr(audio, "num_workers", 0), verbose=self.verbose)
+                       num_workers=getattr(audio, "num_workers", 0), step=self._train_step(),
+                       verbose=self.verbose)
+
+    def _train_step(self):
+        """The ``step(trainer, batch)`` of the Trainer (None: ``backprop_step``).
+
+        The hook through which a large-batch strategy (two-pass gradient cache) or a
+        distributed one plugs into ``fit``."""
+        return None
 
     # ------------------------------------------------------------------ inference
     def _inference_device(self):
