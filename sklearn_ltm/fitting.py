@@ -75,9 +75,14 @@ def check_audio_files(audio: AudioInput, on_bad: str = "raise") -> np.ndarray:
 
     Examples
     --------
+    >>> import numpy as np
     >>> from sklearn_ltm._inputs import AudioInput
-    >>> check_audio_files(AudioInput("paths", ["/no/such.wav"]), "skip")
-    array([False])
+    >>> check_audio_files(AudioInput("features", np.zeros((2, 3))))
+    array([ True,  True])
+    >>> check_audio_files(AudioInput("paths", ["/no/such.wav"]))
+    Traceback (most recent call last):
+    ...
+    ValueError: audio file '/no/such.wav' does not exist.
     """
     keep = np.ones(len(audio), dtype=bool)
     if audio.kind != "paths":
