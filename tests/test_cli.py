@@ -181,3 +181,22 @@ def test_model_from_another_format_version(model_file, tmp_path, capsys):
     torch.save(payload, bad)
     assert main(["zero-shot", "--model", str(bad), "--labels", "a,b", "x.wav"]) == 2
     assert "format 999" in capsys.readouterr().err
+
+
+def test_unwritable_output_is_refused_before_reading_data(corpus, tmp_path, capsys):
+    _, csv, _ = corpus
+    code = main(["train", "--dataset", "csv", "--csv", str(tmp_path / "absent.csv"),
+                 "--output", str(tmp_path / "no-such-folder" / "m.pt"), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    # the output is checked first: the missing CSV is not even reached
+    assert "--output" in err and "no-such-folder" in err and "absent.csv" not in err
+
+
+def test_unknown_component_option_for_the_chosen_component(corpus, tmp_path, capsys):
+    _, csv, _ = corpus
+    code = main(["train", "--dataset", "csv", "--csv", str(csv), "--output",
+                 str(tmp_path / "m.pt"), "--loss-temperature", "0.1", "--quiet"])
+    assert code == 2  # m-LTM has no temperature: said before training
+    assert "Invalid parameter 'temperature' for estimator MLTM" in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()
