@@ -57,7 +57,11 @@ def load_plugins(modules=()) -> list[str]:
 
     loaded = []
     for ep in entry_points(group=PLUGIN_GROUP):
-        ep.load()
+        try:
+            ep.load()
+        except Exception as exc:  # a broken plugin is the user's to fix: say which
+            raise UserError(f"the {PLUGIN_GROUP} entry point {ep.name!r} ({ep.value}) "
+                            f"failed to load: {exc!r}") from exc
         loaded.append(ep.value)
     for name in modules:
         try:
