@@ -45,8 +45,10 @@ _ACTIVE_SET_ROUNDS = 4
 #: Gram systems larger than this are solved by conjugate gradients instead of densely.
 _DENSE_MAX = 256
 #: Conjugate gradients: relative residual and iteration cap.
-_CG_RTOL = 1e-11
+_CG_RTOL = 1e-10
 _CG_MAX_ITER = 1000
+#: Newton directions need less: an inexact Newton step (the line search keeps it safe).
+_NEWTON_CG_RTOL = 1e-4
 
 
 def log_weights(weights):
@@ -101,7 +103,9 @@ def _partial_block_step(log_sums, potential, log_capacity, mass):
 
 
 
-def _solve_gram(plan, rhs_rows, rhs_cols, rhs_mass, row_active, col_active, partial):
+def _solve_gram(
+    plan, rhs_rows, rhs_cols, rhs_mass, row_active, col_active, partial, rtol=_CG_RTOL
+):
     r"""Solve the Gram system of the optimality conditions (float64, batched).
 
     With :math:`\log P_{ij} = f_i + g_j + h - C_{ij}/\varepsilon` and the active constraints
@@ -117,7 +121,8 @@ def _solve_gram(plan, rhs_rows, rhs_cols, rhs_mass, row_active, col_active, part
     n, m = plan.shape[-2:]
     if n < m:  # eliminate the larger side
         v, u, t = _solve_gram(
-            plan.transpose(-1, -2), rhs_cols, rhs_rows, rhs_mass, col_active, row_active, partial
+            plan.transpose(-1, -2), rhs_cols, rhs_rows, rhs_mass, col_active, row_active, partial,
+            rtol,
         )
         return u, v, t
     alpha = row_active.to(plan.dtype)
@@ -125,7 +130,10 @@ def _solve_gram(plan, rhs_rows, rhs_cols, rhs_mass, row_active, col_active, part
     rows, cols = plan.sum(-1), plan.sum(-2)
     diag1 = alpha * rows + (1 - alpha)
     diag1 = diag1.clamp_min(torch.finfo(plan.dtype).tiny)
-    coupling = plan * alpha[..., :, None] * beta[..., None, :]
+    if bool(row_active.all()) and bool(col_active.all()):
+        coupling = plan  # not written to below
+    else:
+        coupling = plan * alpha[..., :, None] * beta[..., None, :]
     rhs1 = rhs_rows * alpha
     rhs2 = rhs_cols * beta
     diag2 = beta * cols + (1 - beta)
@@ -143,7 +151,7 @@ def _solve_gram(plan, rhs_rows, rhs_cols, rhs_mass, row_active, col_active, part
     # the balanced problem is invariant to (f + k, g - k): pin that direction
     pin = None if partial else cols.mean(-1) / size
     if size > _DENSE_MAX:
-        x2 = _schur_cg(coupling, scaled, h22_diag, border, pin, rhs)
+        x2 = _schur_cg(coupling, scaled, h22_diag, border, pin, rhs, rtol)
     else:
         schur = torch.diag_embed(h22_diag) - scaled.transpose(-1, -2) @ coupling
         if partial:
@@ -160,7 +168,7 @@ def _solve_gram(plan, rhs_rows, rhs_cols, rhs_mass, row_active, col_active, part
     return u, x2, torch.zeros(plan.shape[:-2], dtype=plan.dtype, device=plan.device)
 
 
-def _schur_cg(coupling, scaled, h22_diag, border, pin, rhs):
+def _schur_cg(coupling, scaled, h22_diag, border, pin, rhs, rtol):
     """Solve the Schur system of :func:`_solve_gram` by Jacobi-preconditioned CG (batched).
 
     Matrix-free: two products with the plan per iteration instead of the ``O(size^3)``
@@ -185,7 +193,7 @@ def _schur_cg(coupling, scaled, h22_diag, border, pin, rhs):
     z = inverse * r
     d = z.clone()
     rz = (r * z).sum(-1)
-    goal = _CG_RTOL * rhs.norm(dim=-1)
+    goal = rtol * rhs.norm(dim=-1)
     for _ in range(_CG_MAX_ITER):
         if bool((r.norm(dim=-1) <= goal).all()):
             break
@@ -209,36 +217,116 @@ def _active_sets(plan, f, g):
         return rows, cols
     return f < 0, g < 0
 
-def sweep(log_plan, log_a, log_b, mass, f, g, log_rows=None):
-    """One row and one column scaling of ``log_plan`` (in place when no graph is recorded).
+class _Plan:
+    r"""The log-plans of a batch, kept as :math:`\log P = B + u_i + v_j`.
+
+    Without a graph (``kernel=True``) the scalings are applied to :math:`K = e^{B}` by
+    matrix-vector products, as multiplicative Sinkhorn does, but absorbed into :math:`B` (a
+    log-domain update) as soon as a scaling leaves ``[-limit, limit]``: the speed of
+    :math:`K v` (no exponential per entry and iteration) with the range of the log domain.
+    With a graph (``kernel=False``) every scaling is added to the log-plan (log-sum-exp).
+    """
+
+    def __init__(self, log_plan, kernel):
+        self.base, self.kernel = log_plan, kernel
+        self.inplace = not (torch.is_grad_enabled() and log_plan.requires_grad)
+        if kernel:
+            self._reset()
+
+    def _reset(self):
+        shape = self.base.shape
+        self.kernel_matrix = self.base.exp()
+        self.u = torch.zeros(shape[:-1], dtype=torch.float64, device=self.base.device)
+        self.v = torch.zeros(shape[:-2] + shape[-1:], dtype=torch.float64, device=self.base.device)
+        self.limit = 30.0 if self.base.dtype == torch.float32 else 200.0
+
+    def _add(self, offset):
+        offset = offset.to(self.base.dtype)
+        self.base = self.base.add_(offset) if self.inplace else self.base + offset
+
+    def log_plan(self):
+        """The log-plan itself (scalings absorbed)."""
+        if self.kernel and (bool(self.u.any()) or bool(self.v.any())):
+            self._add(self.u[..., :, None] + self.v[..., None, :])
+            self._reset()
+        return self.base
+
+    def replace(self, log_plan):
+        self.base = log_plan
+        if self.kernel:
+            self._reset()
+
+    def _log_sums(self, dim):
+        if not self.kernel:
+            return torch.logsumexp(self.base, dim).double()
+        mine, other = (self.u, self.v) if dim == -1 else (self.v, self.u)
+        matrix = self.kernel_matrix if dim == -1 else self.kernel_matrix.transpose(-1, -2)
+        sums = (matrix @ torch.exp(other).to(matrix.dtype)[..., None])[..., 0].double()
+        out = mine + torch.log(sums)
+        if not bool(torch.isfinite(out).all()):  # an underflowed line: absorb, log-sum-exp
+            return torch.logsumexp(self.log_plan(), dim).double()
+        return out
+
+    def log_rows(self):
+        return self._log_sums(-1)
+
+    def log_cols(self):
+        return self._log_sums(-2)
+
+    def _scale(self, name, step):
+        if not self.kernel:
+            self._add(step[..., :, None] if name == "u" else step[..., None, :])
+            return
+        setattr(self, name, getattr(self, name) + step)
+        if bool((getattr(self, name).abs() > self.limit).any()):
+            self.log_plan()
+
+    def scale_rows(self, step):
+        self._scale("u", step)
+
+    def scale_cols(self, step):
+        self._scale("v", step)
+
+    def select(self, mask):
+        """Keep the problems flagged by ``mask``."""
+        if self.kernel:
+            self.log_plan()
+        self.replace(self.base[mask])
+
+    def promote(self):
+        """Continue in float64."""
+        self.replace(self.log_plan().double())
+
+
+def _sweep(plan, log_a, log_b, mass, f, g, log_rows=None):
+    """One row and one column scaling of a :class:`_Plan`; returns the new ``f, g``."""
+    if log_rows is None:
+        log_rows = plan.log_rows()
+    if mass is not None:
+        step, f = _partial_block_step(log_rows, f, log_a, mass)
+        plan.scale_rows(step)
+        step, g = _partial_block_step(plan.log_cols(), g, log_b, mass)
+        plan.scale_cols(step)
+    else:
+        plan.scale_rows(log_a - log_rows)
+        plan.scale_cols(log_b - plan.log_cols())
+    return f, g
+
+
+def sweep(log_plan, log_a, log_b, mass, f, g):
+    """One row and one column scaling of ``log_plan`` (log-sum-exp; graph kept).
 
     Returns ``(log_plan, f, g)``; ``f``, ``g`` (partial only) are the accumulated row and
     column log-scalings, each <= 0.
     """
-    inplace = not (torch.is_grad_enabled() and log_plan.requires_grad)
-    dtype = log_plan.dtype
-
-    def add(x, offset):
-        offset = offset.to(dtype)
-        return x.add_(offset) if inplace else x + offset
-
-    if log_rows is None:
-        log_rows = torch.logsumexp(log_plan, -1).double()
-    if mass is not None:
-        step, f = _partial_block_step(log_rows, f, log_a, mass)
-        log_plan = add(log_plan, step[..., None])
-        step, g = _partial_block_step(torch.logsumexp(log_plan, -2).double(), g, log_b, mass)
-        log_plan = add(log_plan, step[..., None, :])
-    else:
-        log_plan = add(log_plan, (log_a - log_rows)[..., None])
-        step = log_b - torch.logsumexp(log_plan, -2).double()
-        log_plan = add(log_plan, step[..., None, :])
-    return log_plan, f, g
+    plan = _Plan(log_plan, kernel=False)
+    f, g = _sweep(plan, log_a, log_b, mass, f, g)
+    return plan.base, f, g
 
 
-def _errors(log_plan, log_a, f):
+def _errors(plan, log_a, f):
     """Per-problem residual ``(k,)`` and the row log-sums it was measured on."""
-    log_rows = torch.logsumexp(log_plan, -1).double()
+    log_rows = plan.log_rows()
     return violation(log_rows, log_a, f).detach(), log_rows
 
 
@@ -254,22 +342,23 @@ def epsilon_schedule(cost, epsilon, epsilon_scaling):
     return [epsilon * 2.0**k for k in range(halvings, 0, -1)] + [epsilon]
 
 
-def _anneal(log_plan, log_a, log_b, mass, f, g, schedule, tol, check_every):
-    """Run each intermediate epsilon of ``schedule`` briefly; return the state at the last."""
+def _anneal(plan, log_a, log_b, mass, f, g, schedule, tol, check_every):
+    """Run each intermediate epsilon of ``schedule`` briefly; end at the last."""
     n_iter = 0
     stage_tol = max(tol, _ANNEAL_TOL)
     for previous, current in zip(schedule[:-1], schedule[1:]):
         for it in range(_ANNEAL_ITER):
-            error, log_rows = _errors(log_plan, log_a, f)
+            error, log_rows = _errors(plan, log_a, f)
             if it > 0 and it % check_every == 0 and float(error.max()) <= stage_tol:
                 break
-            log_plan, f, g = sweep(log_plan, log_a, log_b, mass, f, g, log_rows)
+            f, g = _sweep(plan, log_a, log_b, mass, f, g, log_rows)
             n_iter += 1
         ratio = previous / current  # same potentials, smaller epsilon
-        log_plan = log_plan.mul_(ratio) if not log_plan.requires_grad else log_plan * ratio
+        log_plan = plan.log_plan()
+        plan.replace(log_plan.mul_(ratio) if plan.inplace else log_plan * ratio)
         if mass is not None:
             f, g = f * ratio, g * ratio
-    return log_plan, f, g, n_iter
+    return f, g, n_iter
 
 
 def _newton_direction(plan, log_a, log_b, mass, f, g):
@@ -283,7 +372,10 @@ def _newton_direction(plan, log_a, log_b, mass, f, g):
     residual_rows, residual_cols = torch.exp(log_a) - rows, torch.exp(log_b) - cols
     row_active, col_active = _active_sets(plan, f, g)
     if mass is None:
-        return _solve_gram(plan, residual_rows, residual_cols, None, row_active, col_active, False)
+        return _solve_gram(
+            plan, residual_rows, residual_cols, None, row_active, col_active, False,
+            _NEWTON_CG_RTOL,
+        )
     residual_mass = mass - plan.sum((-1, -2))
     fixed_rows, fixed_cols = torch.zeros_like(f), torch.zeros_like(g)
     for _ in range(_ACTIVE_SET_ROUNDS):
@@ -295,6 +387,7 @@ def _newton_direction(plan, log_a, log_b, mass, f, g):
             row_active,
             col_active,
             True,
+            _NEWTON_CG_RTOL,
         )
         leaving_rows, leaving_cols = row_active & (f + u > 0), col_active & (g + v > 0)
         if not (bool(leaving_rows.any()) or bool(leaving_cols.any())):
@@ -305,18 +398,19 @@ def _newton_direction(plan, log_a, log_b, mass, f, g):
     return torch.where(row_active, u, fixed_rows), torch.where(col_active, v, fixed_cols), t
 
 
-def _newton_step(log_plan, log_a, log_b, mass, f, g, active):
-    """A damped Newton step on the problems flagged ``active``, then one scaling sweep.
+def _newton_step(state, log_a, log_b, mass, f, g, active):
+    """A damped Newton step on the problems flagged ``active`` of a :class:`_Plan`.
 
     The step length is halved until the dual objective increases enough (Armijo), so a step
-    never makes a problem worse, however far from the optimum. Returns ``(log_plan, f, g,
-    accepted)``; ``accepted`` flags the problems whose step was taken.
+    never makes a problem worse, however far from the optimum. Returns ``(f, g, accepted)``;
+    ``accepted`` flags the problems whose step was taken. No scaling sweep is included.
     """
-    plan = log_plan.double().exp()
+    plan = state.log_plan().double().exp()
     u, v, t = _newton_direction(plan, log_a, log_b, mass, f, g)
     a, b = torch.exp(log_a), torch.exp(log_b)
     rows, cols = plan.sum(-1), plan.sum(-2)
-    grad_t = 0.0 if mass is None else mass - rows.sum(-1)
+    total = rows.sum(-1)
+    grad_t = 0.0 if mass is None else mass - total
     # trust region: a nearly singular Hessian (a plan whose significant entries no longer
     # connect every row and column) gives huge directions; move the log-plan by a bounded
     # amount, and let the next steps go on
@@ -334,8 +428,11 @@ def _newton_step(log_plan, log_a, log_b, mass, f, g, active):
             du = (f + tau[..., None] * u).clamp_max(0.0) - f
             dv = (g + tau[..., None] * v).clamp_max(0.0) - g
             dt = tau * t
-        step = du[..., :, None] + dv[..., None, :] + dt[..., None, None]
-        change = (plan * torch.expm1(step)).sum((-1, -2))
+        # sum_ij P_ij (exp(du_i + dv_j + dt) - 1), by one product with the plan and expm1
+        # (no cancellation near the optimum, where the gain is tiny)
+        inner = (torch.expm1(du) * (plan @ torch.exp(dv)[..., None])[..., 0]).sum(-1)
+        inner = inner + (cols * torch.expm1(dv)).sum(-1)
+        change = torch.exp(dt) * inner + total * torch.expm1(dt)
         gain = (du * a).sum(-1) + (dv * b).sum(-1) - change
         linear = (du * (a - rows)).sum(-1) + (dv * (b - cols)).sum(-1) + dt * grad_t
         if mass is not None:
@@ -348,12 +445,11 @@ def _newton_step(log_plan, log_a, log_b, mass, f, g, active):
         tau = torch.where(pending, 0.5 * tau, tau)
     if bool(accepted.any()):
         du, dv, dt = best
-        offset = du[..., :, None] + dv[..., None, :] + dt[..., None, None]
-        log_plan = log_plan + offset.to(log_plan.dtype)
+        state.scale_rows(du)
+        state.scale_cols(dv + dt[..., None])
         if mass is not None:
             f, g = (f + du).clamp_max(0.0), (g + dv).clamp_max(0.0)
-    log_plan, f, g = sweep(log_plan, log_a, log_b, mass, f, g)
-    return log_plan, f, g, accepted
+    return f, g, accepted
 
 
 def _select(mask, *tensors):
@@ -376,20 +472,19 @@ def iterate(cost, log_a, log_b, epsilon, mass, options):
     )
     tol, check_every, budget = options["tol"], options["check_every"], options["max_iter"]
     schedule = epsilon_schedule(cost.detach(), epsilon, options["epsilon_scaling"])
-    log_plan = cost / -schedule[0]
+    plan = _Plan(cost / -schedule[0], kernel=not record)
     f = g = None
     if partial:
         f = torch.zeros(log_a.shape, dtype=torch.float64, device=cost.device)
         g = torch.zeros(log_b.shape, dtype=torch.float64, device=cost.device)
-    log_plan, f, g, n_anneal = _anneal(log_plan, log_a, log_b, mass, f, g, schedule, tol,
-                                       check_every)
+    f, g, n_anneal = _anneal(plan, log_a, log_b, mass, f, g, schedule, tol, check_every)
 
     count = cost.shape[0]
     index = torch.arange(count, device=cost.device)
     errors = torch.full((count,), math.nan, dtype=torch.float64)
     iters = torch.zeros(count, dtype=torch.int64)
     pieces = []
-    promote = log_plan.dtype == torch.float32 and tol < _FLOAT32_TOL
+    promote = plan.base.dtype == torch.float32 and tol < _FLOAT32_TOL
     newton = options["newton"] and not record
     wait, n_newton, it, previous, force = 0, 0, 0, None, False
     while True:
@@ -397,42 +492,41 @@ def iterate(cost, log_a, log_b, epsilon, mass, options):
         log_rows = None
         if check:
             force = False
-            error, log_rows = _errors(log_plan, log_a, f)
+            error, log_rows = _errors(plan, log_a, f)
             done = (error <= tol) | (it >= budget)
             if bool(done.any()):
                 cpu_index = index[done].cpu()
                 errors[cpu_index] = error[done].cpu()
                 iters[cpu_index] = n_anneal + it
-                pieces.append((index[done], *_select(done, log_plan, f, g)))
+                pieces.append((index[done], *_select(done, plan.log_plan(), f, g)))
                 keep = ~done
                 if not bool(keep.any()):
                     break
-                index, log_plan, log_a, log_b, f, g, log_rows, error = _select(
-                    keep, index, log_plan, log_a, log_b, f, g, log_rows, error
-                )
+                plan.select(keep)
+                index, log_a, log_b, f, g, error = _select(keep, index, log_a, log_b, f, g, error)
+                log_rows = None
                 previous = None if previous is None else previous[keep]
             slow = previous is not None and bool((error > _SLOW_RATIO * previous).any())
             previous = error
             wait = max(wait - 1, 0)
             if promote and (slow or bool((error <= _FLOAT32_TOL).all())):
-                log_plan, promote, previous, force = log_plan.double(), False, None, True
+                plan.promote()
+                promote, previous, force = False, None, True
                 continue  # re-measure in float64
             if newton and slow and not wait and not promote:
                 start = error
                 for _ in range(min(_NEWTON_STEPS, budget - it)):
-                    active = error > tol
-                    log_plan, f, g, accepted = _newton_step(
-                        log_plan, log_a, log_b, mass, f, g, active
-                    )
+                    f, g, accepted = _newton_step(plan, log_a, log_b, mass, f, g, error > tol)
+                    f, g = _sweep(plan, log_a, log_b, mass, f, g)
                     it, n_newton = it + 1, n_newton + 1
-                    error, _ = _errors(log_plan, log_a, f)
+                    error, _ = _errors(plan, log_a, f)
                     if not bool((accepted & (error > tol)).any()):
                         break
                 if not bool((error <= 0.5 * start).all()):
                     wait = _NEWTON_COOLDOWN
                 previous, force = None, True
                 continue
-        log_plan, f, g = sweep(log_plan, log_a, log_b, mass, f, g, log_rows)
+        f, g = _sweep(plan, log_a, log_b, mass, f, g, log_rows)
         it += 1
 
     if len(pieces) == 1:
