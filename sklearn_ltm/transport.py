@@ -6,10 +6,14 @@ log-plan itself (log-domain Sinkhorn with absorption): every update adds a row o
 offset to :math:`\log P`, so no kernel :math:`e^{-C/\varepsilon}` is ever formed and nothing
 underflows, even in float32 with :math:`C/\varepsilon` around :math:`10^6`.
 
+Without an autograd tape the scalings are applied to :math:`e^{\log P}` by matrix-vector
+products and absorbed into :math:`\log P` whenever they grow (stabilised scaling), so an
+iteration costs two products with the plan.
+
 Gradients are obtained, by default, by implicit differentiation of the optimality conditions
 (``differentiation="implicit"``): the iterations run without an autograd tape and the backward
-pass solves one small dense linear system (size ``min(n, m)``, plus one for the partial
-problem). ``"truncated"`` back-propagates through the last few iterations only and
+pass solves one linear system of size ``min(n, m)`` (plus one for the partial problem): dense
+up to 256, by conjugate gradients above. ``"truncated"`` back-propagates through the last few iterations only and
 ``"unrolled"`` through all of them (memory grows with the iteration count).
 """
 
@@ -401,14 +405,16 @@ def sinkhorn(
         Entropic regularisation, > 0 (same units as ``cost``).
     a, b : Tensor or array-like of shape (..., n) and (..., m), optional
         Non-negative marginal weights with equal totals per problem; uniform ``1/n`` and
-        ``1/m`` when None. Broadcast against the batch dimensions of ``cost``.
+        ``1/m`` when None. Broadcast against the batch dimensions of ``cost``. Rows and
+        columns of zero weight are removed from the problem (it is solved on the support)
+        and get no mass; their gradients are 0 in every ``differentiation`` mode.
     max_iter : int, default=1000
         Maximum number of (row + column) iterations.
     tol : float, default=1e-6
         Stop when the L1 violation of the row marginals, ``sum_i |(P 1)_i - a_i|``, is at most
         ``tol`` in every problem of the batch (the columns are exact after each iteration).
         A float32 problem stalls near ``1e-6`` (rounding of the log-plan); a ``tol`` below
-        ``8 * finfo(float32).eps`` (about ``9.5e-7``) finishes the iterations in float64.
+        ``1e-5`` finishes the iterations in float64 (the plan returned is float32).
     check_every : int, default=10
         Measure the violation every ``check_every`` iterations (each check synchronises a GPU).
     differentiation : {"implicit", "truncated", "unrolled"}, default="implicit"
@@ -423,11 +429,14 @@ def sinkhorn(
     backprop_iter : int, default=10
         Number of recorded iterations for ``differentiation="truncated"``.
     newton : bool, default=True
-        When the scaling iterations slow down (the error, below ``1e-2``, less than halves
-        over ``check_every`` iterations: typical of nearly one-to-one plans), take Newton
-        steps on the dual instead (one dense solve of size ``min(n, m)`` each, kept only when
-        it halves the error): quadratic convergence where Sinkhorn needs thousands of
-        iterations. Not used with ``differentiation="unrolled"``.
+        When the scaling iterations slow down (the error of some problem less than halves
+        over ``check_every`` iterations: typical of nearly one-to-one plans and of large
+        ``cost / epsilon``), take Newton steps on the dual instead: one solve of size
+        ``min(n, m)`` each (dense up to 256, conjugate gradients above), damped by a
+        backtracking line search on the dual objective and bounded in size, so a step never
+        makes a problem worse. Quadratic convergence where Sinkhorn needs thousands of
+        iterations. Each step counts as one iteration of ``max_iter``. Not used with
+        ``differentiation="unrolled"``.
     epsilon_scaling : bool, default=True
         When the cost range exceeds ``64 * epsilon``, start at a larger epsilon and halve it
         down to ``epsilon``, warm-starting each value and running it until the marginal error
@@ -438,8 +447,12 @@ def sinkhorn(
         Return :math:`\log P` instead of :math:`P` (finite even where :math:`P` underflows:
         use it for losses such as :math:`-\sum \hat P \log P`).
     return_info : bool, default=False
-        Also return a dict with ``n_iter`` (scaling iterations), ``n_newton`` (Newton steps),
-        ``marginal_error`` and ``converged``.
+        Also return a dict with ``n_iter`` (scaling iterations, annealing included, of the
+        slowest problem), ``n_newton`` (Newton steps), ``marginal_error`` (the largest over
+        the batch), ``converged`` (every problem), and per problem, with the batch shape
+        (tensors, or numpy arrays for a numpy ``cost``): ``marginal_error_per_problem``,
+        ``converged_per_problem`` and ``n_iter_per_problem``. A problem that has converged
+        leaves the batch: no more iterations are spent on it.
 
     Returns
     -------
@@ -556,8 +569,7 @@ def partial_sinkhorn(
     log_plan : bool, default=False
         Return :math:`\log P` instead of :math:`P`.
     return_info : bool, default=False
-        Also return a dict with ``n_iter`` (scaling iterations), ``n_newton`` (Newton steps),
-        ``marginal_error`` and ``converged``.
+        As in :func:`sinkhorn` (per-problem entries included).
 
     Returns
     -------

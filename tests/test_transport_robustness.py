@@ -216,3 +216,25 @@ def test_random_problems_converge(dtype, kind):
         else:
             excess = rows.clamp_min(0).sum() + cols.clamp_min(0).sum()
             assert excess + (plan.sum() - 0.5).abs() <= 1.2e-6
+
+
+def test_robustness_benchmark_runs_and_counts(tmp_path, monkeypatch):
+    """benchmarks/bench_ot_robustness.py on a few problems: one row per problem, both solvers."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    bench = pytest.importorskip("bench_ot_robustness")
+    threads = torch.get_num_threads()
+    try:
+        payload = bench.main(
+            ["--n-problems", "6", "--no-write", "--progress", "0", "--threads", "1"]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    overall = payload["summary"]["overall"][0]
+    assert overall["problems"] == 6
+    assert 0.0 <= overall["ours_miss_rate"] <= 1.0 and 0.0 <= overall["pot_miss_rate"] <= 1.0
+    assert sum(r["problems"] for r in payload["summary"]["by kind"]) == 6
+    # the generator is seeded: the same problem twice
+    first, again = bench.make_problem(0, 3), bench.make_problem(0, 3)
+    np.testing.assert_array_equal(first["cost"], again["cost"])
