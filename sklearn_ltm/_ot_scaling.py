@@ -104,7 +104,8 @@ def _partial_block_step(log_sums, potential, log_capacity, mass):
 
 
 def _solve_gram(
-    plan, rhs_rows, rhs_cols, rhs_mass, row_active, col_active, partial, rtol=_CG_RTOL
+    plan, rhs_rows, rhs_cols, rhs_mass, row_active, col_active, partial, rtol=_CG_RTOL,
+    low_precision=False,
 ):
     r"""Solve the Gram system of the optimality conditions (float64, batched).
 
@@ -122,7 +123,7 @@ def _solve_gram(
     if n < m:  # eliminate the larger side
         v, u, t = _solve_gram(
             plan.transpose(-1, -2), rhs_cols, rhs_rows, rhs_mass, col_active, row_active, partial,
-            rtol,
+            rtol, low_precision,
         )
         return u, v, t
     alpha = row_active.to(plan.dtype)
@@ -138,53 +139,87 @@ def _solve_gram(
     rhs2 = rhs_cols * beta
     diag2 = beta * cols + (1 - beta)
     total = plan.sum((-1, -2))
-    if partial:
-        coupling = torch.cat([coupling, (alpha * rows)[..., None]], -1)
-        rhs2 = torch.cat([rhs2, rhs_mass[..., None]], -1)
-        border = beta * cols
-        h22_diag = torch.cat([diag2, total[..., None]], -1)
-    else:
-        border, h22_diag = None, diag2
-    scaled = coupling / diag1[..., None]
-    rhs = rhs2 - (scaled.transpose(-1, -2) @ rhs1[..., None])[..., 0]
-    size = coupling.shape[-1]
     # the balanced problem is invariant to (f + k, g - k): pin that direction
-    pin = None if partial else cols.mean(-1) / size
-    if size > _DENSE_MAX:
-        x2 = _schur_cg(coupling, scaled, h22_diag, border, pin, rhs, rtol)
+    pin = None if partial else cols.mean(-1) / m
+    if m + partial > _DENSE_MAX:
+        extra = (alpha * rows) if partial else None
+        x2 = _schur_cg(
+            coupling.float() if low_precision else coupling,
+            extra, diag1, rhs1, rhs2, diag2, total, beta * cols, rhs_mass, pin, rtol,
+        )
+        core_x = _times(coupling, x2[..., :m])
+        if partial:
+            core_x = core_x + extra * x2[..., m:]
     else:
+        if partial:
+            coupling = torch.cat([coupling, (alpha * rows)[..., None]], -1)
+            rhs2 = torch.cat([rhs2, rhs_mass[..., None]], -1)
+            h22_diag = torch.cat([diag2, total[..., None]], -1)
+        else:
+            h22_diag = diag2
+        scaled = coupling / diag1[..., None]
+        rhs = rhs2 - (scaled.transpose(-1, -2) @ rhs1[..., None])[..., 0]
         schur = torch.diag_embed(h22_diag) - scaled.transpose(-1, -2) @ coupling
         if partial:
-            schur[..., :m, m] += border
-            schur[..., m, :m] += border
+            schur[..., :m, m] += beta * cols
+            schur[..., m, :m] += beta * cols
         else:
             schur = schur + pin[..., None, None]
+        size = schur.shape[-1]
         ridge = 1e-12 * schur.diagonal(0, -2, -1).abs().amax(-1).clamp_min(1e-300)
         eye = torch.eye(size, dtype=plan.dtype, device=plan.device)
         x2 = torch.linalg.solve(schur + ridge[..., None, None] * eye, rhs[..., None])[..., 0]
-    u = (rhs1 - (coupling @ x2[..., None])[..., 0]) / diag1 * alpha
+        core_x = (coupling @ x2[..., None])[..., 0]
+    u = (rhs1 - core_x) / diag1 * alpha
     if partial:
         return u, x2[..., :m], x2[..., m]
     return u, x2, torch.zeros(plan.shape[:-2], dtype=plan.dtype, device=plan.device)
 
 
-def _schur_cg(coupling, scaled, h22_diag, border, pin, rhs, rtol):
+def _times(matrix, x, transpose=False):
+    """``matrix @ x`` (or its transpose) for a batch of vectors, in ``x``'s dtype."""
+    if transpose:
+        matrix = matrix.transpose(-1, -2)
+    return (matrix @ x.to(matrix.dtype)[..., None])[..., 0].to(x.dtype)
+
+
+def _schur_cg(core, extra, diag1, rhs1, rhs2, diag2, total, border, rhs_mass, pin, rtol):
     """Solve the Schur system of :func:`_solve_gram` by Jacobi-preconditioned CG (batched).
 
-    Matrix-free: two products with the plan per iteration instead of the ``O(size^3)``
-    formation and factorisation of the Schur complement.
+    Matrix-free: two products with the plan (``core``, possibly float32: these solves are
+    inexact Newton directions) per iteration, instead of the ``O(size^3)`` formation and
+    factorisation of the Schur complement. ``extra`` is the mass column (partial only).
     """
+    m = core.shape[-1]
+
+    def coupling(x):  # (n x (m + 1)) coupling times x
+        y = _times(core, x[..., :m])
+        return y if extra is None else y + extra * x[..., m:]
+
+    def coupling_t(y):
+        out = _times(core, y, transpose=True)
+        return out if extra is None else torch.cat([out, (extra * y).sum(-1, keepdim=True)], -1)
+
+    if extra is None:
+        h22_diag = diag2
+        rhs = rhs2 - coupling_t(rhs1 / diag1)
+    else:
+        h22_diag = torch.cat([diag2, total[..., None]], -1)
+        rhs = torch.cat([rhs2, rhs_mass[..., None]], -1) - coupling_t(rhs1 / diag1)
 
     def apply(x):
-        y = h22_diag * x - (scaled.transpose(-1, -2) @ (coupling @ x[..., None]))[..., 0]
-        if border is not None:
+        y = h22_diag * x - coupling_t(coupling(x) / diag1)
+        if extra is not None:
             y[..., :-1] += border * x[..., -1:]
             y[..., -1] += (border * x[..., :-1]).sum(-1)
         else:
             y = y + (pin * x.sum(-1))[..., None]
         return y
 
-    diagonal = h22_diag - (scaled * coupling).sum(-2)
+    squares = _times(core * core, 1.0 / diag1, transpose=True)
+    if extra is not None:
+        squares = torch.cat([squares, (extra * extra / diag1).sum(-1, keepdim=True)], -1)
+    diagonal = h22_diag - squares
     if pin is not None:
         diagonal = diagonal + pin[..., None]
     inverse = 1.0 / diagonal.clamp_min(1e-14 * h22_diag.abs().amax(-1, keepdim=True))
@@ -374,7 +409,7 @@ def _newton_direction(plan, log_a, log_b, mass, f, g):
     if mass is None:
         return _solve_gram(
             plan, residual_rows, residual_cols, None, row_active, col_active, False,
-            _NEWTON_CG_RTOL,
+            _NEWTON_CG_RTOL, True,
         )
     residual_mass = mass - plan.sum((-1, -2))
     fixed_rows, fixed_cols = torch.zeros_like(f), torch.zeros_like(g)
@@ -388,6 +423,7 @@ def _newton_direction(plan, log_a, log_b, mass, f, g):
             col_active,
             True,
             _NEWTON_CG_RTOL,
+            True,
         )
         leaving_rows, leaving_cols = row_active & (f + u > 0), col_active & (g + v > 0)
         if not (bool(leaving_rows.any()) or bool(leaving_cols.any())):

@@ -238,3 +238,33 @@ def test_robustness_benchmark_runs_and_counts(tmp_path, monkeypatch):
     # the generator is seeded: the same problem twice
     first, again = bench.make_problem(0, 3), bench.make_problem(0, 3)
     np.testing.assert_array_equal(first["cost"], again["cost"])
+
+
+@pytest.mark.parametrize("solver", ["full", "partial"])
+@pytest.mark.parametrize("shape", [(12, 9), (7, 11)])
+def test_conjugate_gradient_solves_match_dense(solver, shape, monkeypatch):
+    """Large problems use CG for the Newton steps and the implicit backward: same results."""
+    from sklearn_ltm import _ot_scaling
+
+    generator = torch.Generator().manual_seed(8)
+    cost = torch.rand(2, *shape, dtype=torch.float64, generator=generator)
+    weight = torch.randn(2, *shape, dtype=torch.float64, generator=generator)
+
+    def run():
+        c = cost.clone().requires_grad_()
+        kwargs = dict(tol=1e-11, max_iter=3000, return_info=True, log_plan=True)
+        if solver == "full":
+            log_plan, info = sinkhorn(c, 0.01, **kwargs)
+        else:
+            log_plan, info = partial_sinkhorn(c, 0.01, 0.7, **kwargs)
+        (log_plan * weight).sum().backward()
+        return log_plan.detach(), c.grad, info
+
+    dense = run()
+    monkeypatch.setattr(_ot_scaling, "_DENSE_MAX", 2)
+    iterative = run()
+    assert dense[2]["converged"] and iterative[2]["converged"]
+    if shape == (12, 9):  # slow enough for Newton steps (CG directions)
+        assert dense[2]["n_newton"] >= 1 and iterative[2]["n_newton"] >= 1
+    torch.testing.assert_close(iterative[0].exp(), dense[0].exp(), rtol=0, atol=1e-10)
+    torch.testing.assert_close(iterative[1], dense[1], rtol=1e-6, atol=1e-6 * dense[1].abs().max())
