@@ -18,8 +18,8 @@ import math
 
 import torch
 
-#: A float32 solve asked for a tol below this finishes in float64 (a float32 log-plan stalls
-#: near 1e-6: rounding of log P itself).
+#: A float32 solve asked for a tol below this finishes in float64 once float32 iterations stall
+#: (near 1e-6: rounding of log P itself).
 _FLOAT32_TOL = 1e-5
 #: Anneal epsilon when (cost range) / epsilon exceeds this ratio.
 _ANNEAL_RATIO = 64.0
@@ -30,6 +30,8 @@ _ANNEAL_TOL = 1e-3
 #: Newton steps are taken when the error of some problem shrank by less than this factor
 #: over ``check_every`` scaling iterations.
 _SLOW_RATIO = 0.5
+#: ... or when, at the rate it shows, it would need more than this many more iterations.
+_NEWTON_WORTH = 30
 #: At most this many Newton steps in a row (each followed by one scaling sweep).
 _NEWTON_STEPS = 12
 #: After a Newton phase that did not halve the error, wait this many checks before the next.
@@ -488,6 +490,18 @@ def _newton_step(state, log_a, log_b, mass, f, g, active):
     return f, g, accepted
 
 
+def _slow(error, previous, tol, check_every):
+    """Whether some problem converges too slowly for scaling alone.
+
+    Its error shrank by less than ``_SLOW_RATIO`` over the last ``check_every`` iterations,
+    or, at the rate it shows, would need more than ``_NEWTON_WORTH`` more iterations.
+    """
+    ratio = (error / previous.clamp_min(1e-300)).clamp(1e-300, 1.0)
+    remaining = check_every * torch.log(tol / error.clamp_min(1e-300)) / torch.log(ratio)
+    pending = error > tol
+    return bool((pending & ((ratio > _SLOW_RATIO) | (remaining > _NEWTON_WORTH))).any())
+
+
 def _select(mask, *tensors):
     return [None if x is None else x[mask] for x in tensors]
 
@@ -542,10 +556,10 @@ def iterate(cost, log_a, log_b, epsilon, mass, options):
                 index, log_a, log_b, f, g, error = _select(keep, index, log_a, log_b, f, g, error)
                 log_rows = None
                 previous = None if previous is None else previous[keep]
-            slow = previous is not None and bool((error > _SLOW_RATIO * previous).any())
+            slow = previous is not None and _slow(error, previous, tol, check_every)
             previous = error
             wait = max(wait - 1, 0)
-            if promote and (slow or bool((error <= _FLOAT32_TOL).all())):
+            if promote and slow:  # float32 stalls above tol: finish in float64
                 plan.promote()
                 promote, previous, force = False, None, True
                 continue  # re-measure in float64
