@@ -515,18 +515,24 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                           "eval_set is the validation set.", UserWarning, stacklevel=3)
         if warm:
             self._check_warm_start(pairs, parts)
-        world = self._join_distributed(pairs, resume_from)
+        world = self._join_distributed(pairs, resume_from, device)
         if world.backend == "nccl":  # one process per GPU: this rank's
             device = world.device
         self.device_ = str(device)
         return pairs, parts, val_set, callbacks, world
 
-    def _join_distributed(self, pairs: Pairs, resume_from):
-        """Under torchrun, join the process group and check at start (a collective) that
-        every rank has the same data and parameters, and at least 2 pairs per rank."""
-        timeout = float(os.environ.get("SKLEARN_LTM_DISTRIBUTED_TIMEOUT",
-                                       distributed.DEFAULT_TIMEOUT))
-        world = distributed.init_from_env(timeout=timeout)
+    def _join_distributed(self, pairs: Pairs, resume_from, device):
+        """Under torchrun, join the process group (NCCL for a CUDA device, else gloo) and
+        check at start (a collective) that every rank has the same data and parameters, and
+        at least 2 pairs per rank."""
+        text = os.environ.get("SKLEARN_LTM_DISTRIBUTED_TIMEOUT", distributed.DEFAULT_TIMEOUT)
+        try:
+            timeout = float(text)
+        except ValueError:
+            raise ValueError(f"SKLEARN_LTM_DISTRIBUTED_TIMEOUT={text!r} is not a number of "
+                             "seconds.") from None
+        world = distributed.init_from_env("nccl" if device.type == "cuda" else "gloo",
+                                          timeout=timeout)
         if world.world_size == 1:
             return world
         distributed.check_global_batch_size(self.batch_size, world.world_size)
