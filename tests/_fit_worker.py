@@ -55,6 +55,8 @@ def train(out: Path) -> None:
     """Fit; then an interrupted run with checkpoints, resumed on the same world size."""
     audio, text = data()
     results = {"full": _results(estimator().fit(audio, text))}
+    micro = estimator().set_params(optimizer__micro_batch_size=3)  # 8 pairs per rank
+    results["micro"] = _results(micro.fit(audio, text))
     ckpt = str(out / "run.ckpt")
     try:
         estimator(callbacks=[Checkpoint(ckpt, every_n_steps=2), Crash(5)]).fit(audio, text)

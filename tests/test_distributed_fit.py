@@ -48,7 +48,8 @@ def test_fit_on_two_ranks_equals_one_process(tmp_path):
     audio, text = _fit_worker.data()
     single = _fit_worker.estimator().fit(audio, text)
     for r in ranks:
-        for run in ("full", "resumed"):  # resumed: interrupted at step 5, checkpoint of step 4
+        # resumed: interrupted at step 5, from the checkpoint of step 4; micro: two-pass step
+        for run in ("full", "resumed", "micro"):
             got = r[run]
             assert got["world"] == 2
             np.testing.assert_array_equal(got["noisy"], single.noisy_pairs_)
