@@ -119,3 +119,13 @@ def test_the_two_pass_step_gives_the_gradient_of_one_pass_with_dropout_in_float6
     torch.manual_seed(2)
     other.step(other, batch)
     assert any(not torch.allclose(g, _grads(other.model)[n]) for n, g in got.items())
+
+
+def test_the_cli_has_the_option_and_passes_it_to_the_estimator():
+    from sklearn_ltm.cli import _component_params, build_parser
+
+    args = build_parser().parse_args(["train", "--dataset", "csv", "--output", "m.pt",
+                                      "--optimizer-micro-batch-size", "8"])
+    assert _component_params(args) == {"optimizer__micro_batch_size": 8}
+    est = LTMRetriever().set_params(**_component_params(args))
+    assert est.get_params()["optimizer__micro_batch_size"] == 8
