@@ -11,10 +11,8 @@ from pathlib import Path
 
 import torch
 
-torch.set_num_threads(1)
-
-from sklearn_ltm import LTMRetriever, distributed  # noqa: E402
-from sklearn_ltm.training import Callback, Checkpoint  # noqa: E402
+from sklearn_ltm import LTMRetriever, distributed
+from sklearn_ltm.training import Callback, Checkpoint
 
 
 def data():
@@ -88,4 +86,5 @@ def failures(out: Path) -> None:
 
 
 if __name__ == "__main__":
+    torch.set_num_threads(1)
     {"train": train, "failures": failures}[sys.argv[1]](Path(sys.argv[2]))
