@@ -209,6 +209,7 @@ class TextTower(nn.Module):
         features = retriever.text_input_kind_ == "features"
         self.encoder = None if features else _traceable_text_encoder(model.text_encoder)
         self.tokenize = None if features else model.text_encoder.tokenize
+        self.max_length = None if features else getattr(model.text_encoder, "max_length", None)
         self.tokenizer_config = None if features else _config(model.text_encoder)
         self.head = model.text_head
         self.metric = model.metric
@@ -239,6 +240,10 @@ def _example_inputs(retriever, audio_tower, text_tower):
         tokens = text_tower.tokenize(["a dog barks in the rain", "music"])
         ids = tokens["input_ids"]
         mask = tokens.get("attention_mask", torch.ones_like(ids))
+        pad = (text_tower.max_length or ids.shape[1]) - ids.shape[1]
+        if pad > 0:  # the example has the full token length (the fixed one of a program)
+            ids = torch.nn.functional.pad(ids, (0, pad))
+            mask = torch.nn.functional.pad(mask, (0, pad))
         text = (ids, mask)
     return audio, text
 
@@ -254,13 +259,17 @@ def _write_torchscript(tower, example, path):
             torch.jit.save(program, fh)
 
 
-def _dynamic(example):
-    return tuple({i: torch.export.Dim.AUTO for i in range(t.ndim)} for t in example)
+def _dynamic(tower, example):
+    """Every axis dynamic, except the token axis of a text tower: recurrent and attention
+    layers are exported for one sequence length (the tokenizer's ``max_length``)."""
+    tokens = getattr(tower, "input_kind", None) == "tokens"
+    return tuple({i: torch.export.Dim.AUTO for i in range(t.ndim) if not (tokens and i == 1)}
+                 for t in example)
 
 
 def _write_torch_export(tower, example, path):
     with torch.no_grad():
-        program = torch.export.export(tower, example, dynamic_shapes=_dynamic(example))
+        program = torch.export.export(tower, example, dynamic_shapes=_dynamic(tower, example))
     with atomic_write(path, "wb") as fh:
         torch.export.save(program, fh)
 
@@ -282,7 +291,8 @@ def _write_onnx(tower, example, path, names):
 
     with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
         program = torch.onnx.export(tower, example, dynamo=True, input_names=names[0],
-                                    output_names=names[1], dynamic_shapes=_dynamic(example))
+                                    output_names=names[1],
+                                    dynamic_shapes=_dynamic(tower, example))
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -307,6 +317,9 @@ def export_towers(retriever, path_prefix, *, format="torchscript", towers=("audi
     - text: inputs ``input_ids`` and ``attention_mask`` (batch, n_tokens) int64 as made by
       the text encoder's ``tokenize`` (``tokenizer_config`` in the JSON file describes
       it), or ``features`` for a model fitted on text features; output ``embeddings``.
+      TorchScript takes any ``n_tokens``; ``torch.export`` and ONNX programs take exactly
+      the ``n_tokens`` of the JSON file (the tokenizer's ``max_length``): pad the ids with
+      the pad id and the mask with 0.
 
     Files are written atomically next to ``path_prefix``: ``PREFIX.audio.pt`` and
     ``PREFIX.text.pt`` (``.pt2`` for ``torch.export``, ``.onnx`` for ONNX), and
@@ -386,7 +399,9 @@ def export_towers(retriever, path_prefix, *, format="torchscript", towers=("audi
                          min_samples=tower.min_samples,
                          n_features=tower.n_features)
         else:
-            entry.update(input_kind=tower.input_kind, tokenizer_config=tower.tokenizer_config)
+            fixed = format != "torchscript" and tower.input_kind == "tokens"
+            entry.update(input_kind=tower.input_kind, tokenizer_config=tower.tokenizer_config,
+                         n_tokens=int(example[0].shape[1]) if fixed else None)
         manifest["towers"][name] = entry
     manifest_path = prefix.with_name(f"{prefix.name}.towers.json")
     with atomic_write(manifest_path, "w") as fh:
