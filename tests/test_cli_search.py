@@ -128,9 +128,9 @@ def test_export_command(setup, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "audio:" in out and "manifest:" in out and "text:" not in out
     audio = torch.jit.load(str(tmp_path / "out" / "m.audio.pt"))
-    from sklearn_ltm import LTMRetriever
-
     from _search_helpers import BandEnergy
+
+    from sklearn_ltm import LTMRetriever
 
     est = LTMRetriever.load(model, audio_encoder=BandEnergy())
     wave = tone(1000, seed=3)[None]
