@@ -244,6 +244,17 @@ class SearchResults:
         The item of each hit: its file path, or the id given to ``add``.
     start_s, end_s : ndarray of shape (n_queries, k), float64
         Window bounds in seconds of windowed items; NaN for whole clips.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> index = SearchIndex().add_vectors([[0.0, 0.0], [1.0, 0.0]], ids=["quiet", "loud"],
+    ...                                   start_s=[0.0, 2.0], end_s=[1.0, 3.0])
+    >>> res = index.search_vectors([[0.9, 0.0], [0.0, 0.1]], k=5)
+    >>> res.k, res.hits(0)[0]
+    (2, ('loud', 2.0, 3.0, 0.01...))
+    >>> res.to_records(["q1", "q2"])[1]["hits"][0]["source"]
+    'quiet'
     """
 
     indices: np.ndarray
@@ -334,6 +345,9 @@ class SearchIndex:
         IVF lists visited per query (more: better recall, slower). FAISS IVF indexes only.
     ef_search : int, default=128
         HNSW candidate list size per query (more: better recall, slower).
+    train_size : int or None, default=None
+        Vectors (a seeded random sample) that train an index that needs training (IVF, PQ);
+        None: all of them (FAISS itself subsamples to 256 per IVF list).
     chunk_size : int, default=16384
         Gallery rows per block of the exact search.
     cache_dir : str, path-like or None, default=None
@@ -379,7 +393,8 @@ class SearchIndex:
     """
 
     def __init__(self, retriever=None, *, backend="exact", factory="Flat", nprobe=16,
-                 ef_search=128, chunk_size=16384, cache_dir=None, batch_size=None, verbose=0):
+                 ef_search=128, train_size=None, chunk_size=16384, cache_dir=None,
+                 batch_size=None, verbose=0):
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r} is not accepted; use one of {list(BACKENDS)}.")
         if not isinstance(factory, str) or not factory.strip():
@@ -387,6 +402,7 @@ class SearchIndex:
                              "string such as 'Flat', 'IVF1024,Flat' or 'HNSW32'.")
         self.nprobe = _check_int(nprobe, "nprobe", 1)
         self.ef_search = _check_int(ef_search, "ef_search", 1)
+        self.train_size = None if train_size is None else _check_int(train_size, "train_size", 1)
         self.chunk_size = _check_int(chunk_size, "chunk_size", 1)
         if batch_size is not None:
             batch_size = _check_int(batch_size, "batch_size", 1)
@@ -543,6 +559,44 @@ class SearchIndex:
                          win.end_s, [""] * len(win))
         return self
 
+    def add_vectors(self, embeddings, *, ids=None, start_s=None, end_s=None):
+        """Add precomputed embeddings (rows in the learned space, e.g. from an exported tower).
+
+        Parameters
+        ----------
+        embeddings : array-like of shape (n, dim)
+        ids : sequence of str or None
+            A name for each row (default: its row number in the index).
+        start_s, end_s : array-like of shape (n,) or None
+            Window bounds in seconds, for rows that are windows of recordings.
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> index = SearchIndex().add_vectors(np.eye(3), ids=["a", "b", "c"])
+        >>> index.search_vectors([[0.0, 0.9, 0.1]], k=2).hits(0)[0][0]
+        'b'
+        """
+        emb = _as_vectors(embeddings, "embeddings", self._dim)
+        n = len(emb)
+        if n == 0:
+            raise ValueError("embeddings is empty; give at least one row.")
+        names = [str(len(self) + i) for i in range(n)] if ids is None else [str(i) for i in ids]
+        if len(names) != n:
+            raise ValueError(f"ids has {len(names)} names for {n} embeddings.")
+        bounds = []
+        for name, value in (("start_s", start_s), ("end_s", end_s)):
+            arr = np.full(n, np.nan) if value is None else np.asarray(value, dtype=np.float64)
+            if arr.shape != (n,):
+                raise ValueError(f"{name} has shape {arr.shape}; expected ({n},).")
+            bounds.append(arr)
+        self._append(emb, names, bounds[0], bounds[1], [""] * n)
+        return self
+
     def _embed_arrays(self, audio):
         batch = self.batch_size or len(audio)
         data = audio if isinstance(audio, np.ndarray) else np.asarray(audio)
@@ -687,7 +741,12 @@ class SearchIndex:
                     raise ValueError(f"factory={self.factory!r} has {n_lists} IVF lists but the "
                                      f"index holds only {len(emb)} vectors to train them; add "
                                      f"at least {n_lists} items or use fewer lists.")
-                index.train(emb)
+                sample = emb
+                if self.train_size is not None and self.train_size < len(emb):
+                    rows = np.random.default_rng(0).choice(len(emb), self.train_size,
+                                                           replace=False)
+                    sample = emb[np.sort(rows)]
+                index.train(sample)
             index.add(emb)
             self._faiss = index
         self._set_faiss_params(self._faiss)

@@ -39,6 +39,14 @@ class WindowEmbeddings:
         Window bounds in seconds from the start of its recording.
     n_recordings : int
         Number of recordings that were windowed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> w = WindowEmbeddings(np.zeros((3, 2), np.float32), np.array([0, 0, 1]),
+    ...                      np.array([0.0, 1.0, 0.0]), np.array([2.0, 3.0, 2.0]), 2)
+    >>> len(w), w.end_s[w.recording == 0]
+    (3, array([2., 3.]))
     """
 
     embeddings: np.ndarray
@@ -110,11 +118,46 @@ def _input_rate(retriever, encoder_rate):
 
 
 def check_window_options(retriever, window_seconds, hop_seconds=None):
-    """Validate window options against a fitted retriever; return ``(window, hop)`` seconds.
+    """Validate window options against a fitted retriever, before any audio is read.
 
-    Raises a ValueError for a feature-mode retriever (no waveform to cut), a window or hop
-    that is not a positive number of seconds, or a window shorter than the audio encoder's
-    receptive field.
+    Parameters
+    ----------
+    retriever : LTMRetriever
+        Fitted on waveforms or audio files.
+    window_seconds : float
+        Window length: a number of seconds, at least the audio encoder's receptive field
+        (its ``min_samples``, else its front end's ``n_fft``).
+    hop_seconds : float or None
+        Step between windows, > 0 (None: ``window_seconds``).
+
+    Returns
+    -------
+    window_seconds, hop_seconds : float
+
+    Raises
+    ------
+    ValueError
+        For a feature-mode retriever (no waveform to cut), a window or hop that is not a
+        positive number of seconds, or a window shorter than the receptive field.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sklearn_ltm import LTMRetriever
+    >>> class Stats(torch.nn.Module):
+    ...     sample_rate, output_dim, min_samples = 100, 2, 10
+    ...     def forward(self, w, lengths=None):
+    ...         return torch.stack([w.mean(1), w.std(1)], 1)
+    >>> rng = np.random.default_rng(0)
+    >>> est = LTMRetriever(Stats(), embedding_dim=2, max_epochs=1, batch_size=4,
+    ...                    validation_fraction=0.0).fit(rng.normal(size=(8, 100)),
+    ...                                                 rng.normal(size=(8, 3)))
+    >>> check_window_options(est, 1.0)
+    (1.0, 1.0)
+    >>> check_window_options(est, 0.05)
+    Traceback (most recent call last):
+    ...
+    ValueError: window_seconds=0.05 is shorter than the audio encoder's receptive field (10 samples = 0.100 s at 100 Hz); give window_seconds >= 0.100.
     """
     from .export import AudioTower
 
