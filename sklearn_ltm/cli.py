@@ -237,6 +237,23 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _same_windows(index, args) -> bool:
+    """Whether the index holds whole clips, or windows of ``--window-seconds`` every
+    ``--hop-seconds``, as asked."""
+    start, end = index.start_s_, index.end_s_
+    if args.window_seconds is None:
+        return bool(np.isnan(start).all())
+    if np.isnan(start).any():
+        return False
+    hop = args.window_seconds if args.hop_seconds is None else args.hop_seconds
+    if not np.isclose((end - start).max(), args.window_seconds, atol=1e-3):
+        return False
+    steps = np.diff(start)[index.sources_[1:] == index.sources_[:-1]]
+    steps = steps[steps > 0]
+    # every step is the hop, except the last of a file (its window ends at the last sample)
+    return steps.size == 0 or bool(np.isclose(steps.max(), hop, atol=1e-3))
+
+
 def _search_index(args, model):
     """The SearchIndex of ``--index`` / ``--audio-dir``: loaded, reused or (re)built."""
     from .search import SearchIndex, file_digest
@@ -250,7 +267,9 @@ def _search_index(args, model):
             raise UserError(f"{what}: give --audio-dir FOLDER to build the index to search.")
         return index
     files = [str(f) for f in _audio_files(args.audio_dir)]
-    if index is not None:  # reuse it when it holds exactly these files, unchanged
+    same_settings = index is not None and (args.backend == "exact" or index.factory ==
+                                           args.factory) and _same_windows(index, args)
+    if same_settings:  # reuse it when it holds exactly these files, unchanged
         wanted = {(f, file_digest(f)) for f in files}
         if set(zip(index.sources_.tolist(), index.keys().tolist())) == wanted:
             return index

@@ -802,9 +802,12 @@ class SearchIndex:
         if isinstance(queries, str):
             raise TypeError(f"text_queries={queries!r} is a single string; pass a list of "
                             "captions, e.g. [query].")
-        is_strings = isinstance(queries, (list, tuple)) and len(queries) > 0 and \
-            all(isinstance(q, str) for q in queries) or (
-                isinstance(queries, np.ndarray) and queries.dtype.kind in "US")
+        if isinstance(queries, np.ndarray):
+            is_strings = queries.ndim == 1 and (queries.dtype.kind in "US" or (
+                queries.dtype.kind == "O" and all(isinstance(q, str) for q in queries)))
+        else:
+            is_strings = isinstance(queries, (list, tuple)) and len(queries) > 0 and \
+                all(isinstance(q, str) for q in queries)
         if kind == "features" and is_strings:
             raise TypeError("this index's retriever was fitted on text features, so it cannot "
                             "embed caption strings: pass text feature rows (a 2-D float "

@@ -100,6 +100,21 @@ def test_windows_give_times(setup, tmp_path, capsys):
                  "--cache", str(tmp_path / "c"), "--quiet"]) == 0
     (hit,) = _hits(capsys.readouterr().out)
     assert hit[2].endswith("street.wav") and hit[3] == "1.00-1.50s"
+    # an index of windows is reused for the same windows only
+    index = tmp_path / "long.idx"
+    argv = ["search", "--model", str(model), "--audio-dir", str(long), "--index", str(index),
+            "--query", "a beep", "-k", "1", "--cache", str(tmp_path / "c"), "--quiet"]
+    assert main(argv + ["--window-seconds", "0.5", "--hop-seconds", "0.25"]) == 0
+    mtime = index.stat().st_mtime_ns
+    assert main(argv + ["--window-seconds", "0.5", "--hop-seconds", "0.25"]) == 0
+    assert index.stat().st_mtime_ns == mtime
+    assert main(argv + ["--window-seconds", "0.5"]) == 0  # another hop: rebuilt
+    assert index.stat().st_mtime_ns != mtime
+    mtime = index.stat().st_mtime_ns
+    assert main(argv) == 0  # whole clips: rebuilt
+    assert index.stat().st_mtime_ns != mtime
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1].endswith("street.wav")  # no times for a whole clip
 
 
 def test_faiss_backend(setup, tmp_path, capsys):

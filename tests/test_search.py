@@ -327,3 +327,25 @@ def test_faiss_ivf_needs_enough_vectors(feature_model):
     index = SearchIndex(est, backend="faiss", factory="IVF256,Flat").add(audio)
     with pytest.raises(ValueError, match="256 IVF lists.*only 120 vectors"):
         index.search(text[:1])
+
+
+# ---------------------------------------------------------------------- the benchmark script
+def test_bench_search_tiny_run(tmp_path):
+    pytest.importorskip("faiss")
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import bench_search
+
+    assert bench_search.main(["--sizes", "3000", "--n-queries", "16", "--batch1-queries", "2",
+                              "--chunk-size", "500", "--hnsw-max-n", "3000",
+                              "--results-dir", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "search.json").read_text())
+    rows = {r["method"]: r for r in payload["results"]}
+    assert rows["exact (chunked top-k)"]["recall@10"] == 1.0
+    assert rows["faiss Flat"]["recall@10"] == 1.0
+    assert rows["dense matrix + full sort (old retrieve)"]["recall@10"] == 1.0
+    assert any(m.startswith("faiss IVF") for m in rows) and "faiss HNSW32 efSearch=64" in rows
+    # the exact search's temporaries stay within a few blocks of 16 x 500 scores
+    assert rows["exact (chunked top-k)"]["search_peak_mb"] < 2.0
+    assert "| 3,000 | exact (chunked top-k) |" in (tmp_path / "search.md").read_text()
