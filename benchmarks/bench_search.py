@@ -124,8 +124,8 @@ def bench_faiss(gallery, queries, truth, batch1, factory, probes=(None,), **sett
 
 
 def _ivf_lists(n):
-    """About 4 sqrt(n) lists (a power of 2), at most 1024 so that training stays short."""
-    return int(min(1024, max(16, 2 ** round(np.log2(4 * np.sqrt(n))))))
+    """About 4 sqrt(n) lists (a power of 2), at most 2048 so that training stays short."""
+    return int(min(2048, max(16, 2 ** round(np.log2(4 * np.sqrt(n))))))
 
 
 def run(sizes, n_queries, batch1, chunk_size, hnsw_max, dense_max, seed):
@@ -151,7 +151,7 @@ def run(sizes, n_queries, batch1, chunk_size, hnsw_max, dense_max, seed):
         lists = _ivf_lists(n)
         probes = (8, 32)
         rows = bench_faiss(gallery, queries, truth, batch1, f"IVF{lists},Flat", probes=probes,
-                           train_size=min(n, 32 * lists))  # k-means on 32 per list
+                           train_size=min(n, 16 * lists))  # k-means on 16 per list
         for nprobe, row in zip(probes, rows):
             results.append({"n": n, "method": f"faiss IVF{lists},Flat nprobe={nprobe}", **row})
         if n <= hnsw_max:

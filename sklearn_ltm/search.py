@@ -48,7 +48,7 @@ def _check_int(value, name, low):
     return int(value)
 
 
-def _as_vectors(x, name, dim=None) -> np.ndarray:
+def _as_vectors(x, name, dim=None, check_finite=True) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 2 or arr.dtype.kind not in "fiu":
         raise ValueError(f"{name} has shape {arr.shape} and dtype {arr.dtype}; give a 2-D float "
@@ -56,7 +56,7 @@ def _as_vectors(x, name, dim=None) -> np.ndarray:
     if dim is not None and arr.shape[1] != dim:
         raise ValueError(f"{name} has {arr.shape[1]} columns; this index holds vectors of "
                          f"dimension {dim}.")
-    if not np.isfinite(arr).all():
+    if check_finite and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity.")
     return arr if arr.dtype.kind == "f" else arr.astype(np.float32)
 
@@ -104,11 +104,19 @@ def topk_nearest(queries, gallery, k, *, chunk_size=16384, query_chunk_size=256,
     k = _check_int(k, "k", 1)
     chunk_size = _check_int(chunk_size, "chunk_size", 1)
     query_chunk_size = _check_int(query_chunk_size, "query_chunk_size", 1)
-    gallery = _as_vectors(gallery, "gallery")
+    gallery = _as_vectors(gallery, "gallery", check_finite=False)
+    for g0 in range(0, len(gallery), chunk_size):  # block by block: no gallery-sized mask
+        if not np.isfinite(gallery[g0:g0 + chunk_size]).all():
+            raise ValueError("gallery contains NaN or infinity.")
     queries = _as_vectors(queries, "queries", gallery.shape[1])
-    n, nq = len(gallery), len(queries)
-    if n == 0:
+    if len(gallery) == 0:
         raise ValueError("the gallery is empty: add vectors before searching.")
+    return _topk_exact(queries, gallery, k, chunk_size, query_chunk_size, gallery_sq_norms)
+
+
+def _topk_exact(queries, gallery, k, chunk_size, query_chunk_size, gallery_sq_norms=None):
+    """:func:`topk_nearest` on validated arrays (the index validates once, at ``add``)."""
+    n, nq = len(gallery), len(queries)
     k = min(k, n)
     dtype = np.result_type(queries.dtype, gallery.dtype, np.float32)
     if gallery_sq_norms is None:
@@ -780,8 +788,7 @@ class SearchIndex:
         q = _as_vectors(queries, "queries", self._dim)
         k = min(k, len(emb))
         if self.backend == "exact":
-            idx, dist = topk_nearest(q, emb, k, chunk_size=self.chunk_size,
-                                     gallery_sq_norms=norms)
+            idx, dist = _topk_exact(q, emb, k, self.chunk_size, 256, norms)
         else:
             index = self._faiss_index()
             dist, idx = index.search(np.ascontiguousarray(q, dtype=np.float32), k)

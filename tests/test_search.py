@@ -198,6 +198,8 @@ def test_truncated_tampered_and_foreign_files_are_refused(feature_model, tmp_pat
     with pytest.raises(ValueError, match="does not exist"):
         SearchIndex.load(tmp_path / "missing.npz", est)
     assert zipfile.is_zipfile(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # nothing written by the refusals
+        "index.npz", "plain.npz", "tampered.npz", "truncated.npz"]
 
 
 # ---------------------------------------------------------------------- files and the cache
