@@ -387,7 +387,7 @@ class SearchIndex:
     >>> rng = np.random.default_rng(0)
     >>> Z = rng.normal(size=(60, 6))
     >>> audio, text = Z @ rng.normal(size=(6, 10)), Z @ rng.normal(size=(6, 8))
-    >>> est = LTMRetriever(embedding_dim=6, max_epochs=20, batch_size=20,
+    >>> est = LTMRetriever(embedding_dim=6, max_epochs=8, batch_size=20,
     ...                    learning_rate=1e-2, validation_fraction=0.0,
     ...                    random_state=0).fit(audio, text)
     >>> index = SearchIndex(est).add(audio[:30]).add(audio[30:])
