@@ -83,7 +83,7 @@ def bench_exact(gallery, queries, batch1, chunk_size):
 
 def bench_dense(gallery, queries):
     """Today's ``retrieve`` before the change: one dense score matrix, a full stable sort."""
-    from sklearn_ltm.metrics import negative_squared_distances
+    from sklearn_ltm.retrieval_metrics import negative_squared_distances
 
     def run(q):
         d = np.maximum(-negative_squared_distances(q, gallery), 0.0)

@@ -2,10 +2,12 @@
 
 The estimator :class:`LTMRetriever` trains and serves m-LTM models; the math lives in
 :mod:`sklearn_ltm.transport` (entropic and partial optimal transport),
-:mod:`sklearn_ltm.metric` (ground metrics) and :mod:`sklearn_ltm.losses`; retrieval
-evaluation in :mod:`sklearn_ltm.evaluation` and :mod:`sklearn_ltm.metrics`; data in
+:mod:`sklearn_ltm.ground_metrics` (ground metrics) and :mod:`sklearn_ltm.losses`; retrieval
+evaluation in :mod:`sklearn_ltm.evaluation` and :mod:`sklearn_ltm.retrieval_metrics`; data in
 :mod:`sklearn_ltm.datasets`; audio and text models in :mod:`sklearn_ltm.encoders`; search
-at scale in :mod:`sklearn_ltm.search`.
+at scale in :mod:`sklearn_ltm.search`. The estimator is built from the components of
+:mod:`sklearn_ltm.components` (one registry per kind) and trained by the
+:class:`~sklearn_ltm.training.Trainer` and its callbacks (:mod:`sklearn_ltm.training`).
 
 The names below are imported on first use (``from sklearn_ltm import LTMRetriever`` works as
 usual), so ``import sklearn_ltm`` and the ``sklearn-ltm`` command start quickly.
@@ -25,7 +27,7 @@ _LAZY = {
     "make_multi_retrieval_scorer": "evaluation",
     "get_retrieval_scorers": "evaluation",
     "RETRIEVAL_SCORERS": "evaluation",
-    "modality_gap": "metrics",
+    "modality_gap": "retrieval_metrics",
     "sinkhorn": "transport",
     "partial_sinkhorn": "transport",
     "LogMelSegmentFeatures": "features",

@@ -156,6 +156,21 @@ def _topk_exact(queries, gallery, k, chunk_size, query_chunk_size, gallery_sq_no
     return out_idx, out_dist
 
 
+def _check_cache_dir(cache_dir) -> Path:
+    """``cache_dir`` as a Path; a ValueError when it (or a parent) is a file, not a folder."""
+    if not isinstance(cache_dir, (str, os.PathLike)):
+        raise TypeError(f"cache_dir={cache_dir!r} is not accepted; give a folder path or None.")
+    path = Path(cache_dir)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "is" if folder == path else f"is inside {str(folder)!r}, which is"
+                raise ValueError(f"cache_dir={str(path)!r} {what} a file, not a folder; give a "
+                                 "folder for the embedding cache (created when absent).")
+            break
+    return path
+
+
 # ---------------------------------------------------------------------- identities
 def file_digest(path) -> str:
     """SHA-256 of a file's content (hex), read in 1 MiB blocks.
@@ -180,8 +195,9 @@ def model_identity(retriever) -> str:
 
     SHA-256 over every tensor of its ``state_dict`` (names, dtypes, shapes, values), its
     encoders' configurations (a scratch text encoder's vocabulary included), the input
-    kinds and the parameters that change embeddings (``max_audio_seconds``,
-    ``sample_rate``, ``text_max_length``, ``text_pooling``). A saved and reloaded model
+    kinds and the encoder components' settings that change embeddings (the audio
+    encoder's ``sample_rate`` and ``max_seconds``, the text encoder's ``max_length`` and
+    ``pooling``). A saved and reloaded model
     keeps its identity; a model trained once more does not.
 
     Parameters
@@ -212,13 +228,12 @@ def model_identity(retriever) -> str:
         raise ValueError(f"{type(retriever).__name__} is not fitted: fit it (or load a saved "
                          "model) before building a search index.")
     h = hashlib.sha256()
-    params = retriever.get_params()
     meta = {
         "audio_input_kind": getattr(retriever, "audio_input_kind_", None),
         "text_input_kind": getattr(retriever, "text_input_kind_", None),
         "n_features_in": getattr(retriever, "n_features_in_", None),
-        "params": {key: params.get(key) for key in
-                   ("max_audio_seconds", "sample_rate", "text_max_length", "text_pooling")},
+        "settings": {side: _embedding_settings(getattr(retriever, f"{side}_", None), keys)
+                     for side, keys in _EMBEDDING_SETTINGS.items()},
     }
     for side in ("audio_encoder", "text_encoder"):
         get_config = getattr(getattr(model, side, None), "get_config", None)
@@ -229,6 +244,19 @@ def model_identity(retriever) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.view(-1).view(_byte_dtype()).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+#: Settings of the fitted encoder components (``audio_encoder_``, ``text_encoder_``) that
+#: change the embeddings without changing a weight.
+_EMBEDDING_SETTINGS = {"audio_encoder": ("sample_rate", "max_seconds"),
+                       "text_encoder": ("max_length", "pooling")}
+
+
+def _embedding_settings(component, keys):
+    if component is None:
+        return None
+    return {"component": type(component).__name__,
+            **{key: getattr(component, key, None) for key in keys}}
 
 
 def _byte_dtype():
@@ -360,7 +388,9 @@ class SearchIndex:
         Gallery rows per block of the exact search.
     cache_dir : str, path-like or None, default=None
         Folder of the on-disk embedding cache of audio files (content hash + model identity);
-        an interrupted :meth:`add` resumes from it. None: no cache.
+        an interrupted :meth:`add` resumes from it. None: no cache. A path that is a file is
+        refused (ValueError); a folder that cannot be written gives one warning, and the
+        files are embedded without the cache.
     batch_size : int or None, default=None
         Files embedded per call of the retriever (None: its ``batch_size``); each batch is
         written to the cache as soon as it is done.
@@ -423,7 +453,7 @@ class SearchIndex:
                                 f"{' or '.join(missing)}; give a fitted LTMRetriever.")
         self.retriever = retriever
         self.backend, self.factory = backend, factory
-        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.cache_dir = None if cache_dir is None else _check_cache_dir(cache_dir)
         self.batch_size = batch_size
         self.model_id_ = None if retriever is None else model_identity(retriever)
         self._dim = None if retriever is None else self._embedding_dim(retriever)
@@ -698,7 +728,7 @@ class SearchIndex:
             if key is not None and key not in cache and key not in seen:
                 todo.append((p, key))
                 seen.add(key)
-        batch = self.batch_size or int(self.retriever.get_params().get("batch_size") or 32)
+        batch = self.batch_size or int(getattr(self.retriever, "batch_size", None) or 32)
         steps = range(0, len(todo), batch)
         if self.verbose:
             from tqdm.auto import tqdm
@@ -715,7 +745,13 @@ class SearchIndex:
                     fresh[key] = res
             cache.update(fresh)
             if folder is not None and fresh:
-                self._write_shard(folder, fresh)
+                try:
+                    self._write_shard(folder, fresh)
+                except OSError as exc:  # unwritable, full disk: search on, without the cache
+                    warnings.warn(f"the embedding cache {str(self.cache_dir)!r} cannot be "
+                                  f"written ({exc.strerror or exc}); embeddings of this run "
+                                  "are not cached.", UserWarning, stacklevel=3)
+                    folder = None
         emb, src, start, end, kept_keys = [], [], [], [], []
         for i, (p, key) in enumerate(zip(paths, keys)):
             if key is None or key not in cache:

@@ -113,7 +113,8 @@ def window_bounds(n_samples, sample_rate, window_seconds, hop_seconds=None):
 
 
 def _input_rate(retriever, encoder_rate):
-    rate = retriever.get_params().get("sample_rate")
+    # the rate of waveform arrays is a setting of the fitted audio encoder component
+    rate = getattr(getattr(retriever, "audio_encoder_", None), "sample_rate", None)
     return int(rate) if rate is not None else int(encoder_rate)
 
 
@@ -223,7 +224,7 @@ def _head_windows(retriever, recordings, window_seconds, hop_seconds, batch_size
 
     window_seconds, hop_seconds = check_window_options(retriever, window_seconds, hop_seconds)
     if batch_size is None:
-        batch_size = int(retriever.get_params().get("batch_size") or 32)
+        batch_size = int(getattr(retriever, "batch_size", None) or 32)
     elif isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or \
             batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} is not accepted; give an int >= 1.")

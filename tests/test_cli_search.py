@@ -189,3 +189,69 @@ def test_index_of_another_model_is_refused(setup, tmp_path, capsys):
     assert main(argv) == 2
     assert "built with another model" in capsys.readouterr().err
     assert index.stat().st_mtime_ns == mtime
+
+
+def test_folder_with_a_directory_named_like_audio_and_a_corrupt_file(setup, tmp_path, capsys):
+    """A directory named x.wav is not a recording (left out silently); a corrupt file is
+    skipped with one warning line, and the search answers from the rest."""
+    root, clips, model = setup
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for f in clips.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "x.wav").mkdir()
+    (folder / "x.wav" / "inner.txt").write_text("not audio")
+    (folder / "broken.wav").write_bytes(b"RIFF not really a wave file" * 4)
+    assert main(["search", "--model", str(model), "--audio-dir", str(folder), "--query",
+                 "a whistle", "-k", "20", "--cache", str(tmp_path / "c"), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    err = [ln for ln in captured.err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "warning: skipped 1 of" in err[0] and "broken.wav" in err[0]
+    assert "x.wav" not in captured.err
+    sources = {h[2].rsplit("/", 1)[1] for h in _hits(captured.out)}
+    assert sources == {f.name for f in clips.iterdir()}  # every good clip, nothing else
+
+
+def test_folder_with_only_a_directory_named_like_audio(tmp_path, setup, capsys):
+    root, clips, model = setup
+    (tmp_path / "d" / "x.wav").mkdir(parents=True)
+    assert main(["search", "--model", str(model), "--audio-dir", str(tmp_path / "d"),
+                 "--query", "a beep", "--cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "no audio files" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("where", ["file", "inside-file"])
+def test_cache_that_is_a_file_is_one_line_error(setup, tmp_path, capsys, where):
+    root, clips, model = setup
+    blocker = tmp_path / "cache"
+    blocker.write_text("I am a file")
+    cache = blocker if where == "file" else blocker / "sub"
+    index = tmp_path / "clips.idx"
+    assert main(["search", "--model", str(model), "--audio-dir", str(clips), "--index",
+                 str(index), "--query", "a beep", "--cache", str(cache), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"cache_dir={str(cache)!r}" in err and "a file, not a folder" in err
+    assert not index.exists() and blocker.read_text() == "I am a file"
+
+
+def test_unwritable_cache_warns_once_and_searches(setup, tmp_path, capsys, monkeypatch):
+    from sklearn_ltm.search import SearchIndex
+
+    root, clips, model = setup
+    calls = []
+
+    def refuse(folder, entries):
+        calls.append(len(entries))
+        raise PermissionError(13, "Permission denied", str(folder))
+
+    monkeypatch.setattr(SearchIndex, "_write_shard", staticmethod(refuse))
+    assert main(["search", "--model", str(model), "--audio-dir", str(clips), "--query",
+                 "a whistle", "-k", "2", "--cache", str(tmp_path / "ro"), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    err = [ln for ln in captured.err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "cannot be written (Permission denied)" in err[0]
+    assert len(calls) == 1  # no further attempts after the first failure
+    assert {h[2].rsplit("/", 1)[1] for h in _hits(captured.out)} == \
+        {"a_whistle_0.wav", "a_whistle_1.wav"}

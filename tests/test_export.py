@@ -10,6 +10,7 @@ import pytest
 from _search_helpers import SR, fit_tone_model, tone
 
 from sklearn_ltm import LTMRetriever
+from sklearn_ltm.components import HuggingFaceText
 from sklearn_ltm.export import AudioTower, TextTower, export_towers
 
 CAPTIONS = ["a low hum", "a whistle in the night", "zzz words never seen", "a beep a beep"]
@@ -93,7 +94,7 @@ def test_exported_towers_load_without_sklearn_ltm(model, tmp_path, fmt):
     assert manifest["towers"]["text"]["inputs"] == ["input_ids", "attention_mask"]
     assert manifest["towers"]["text"]["tokenizer_config"]["vocabulary"][:2] == ["<pad>", "<unk>"]
     n_tokens = manifest["towers"]["text"]["n_tokens"]
-    assert n_tokens == (None if fmt == "torchscript" else model.text_max_length)
+    assert n_tokens == (None if fmt == "torchscript" else model.text_encoder_.max_length)
     script = tmp_path / "load.py"
     script.write_text(LOADER)
     done = subprocess.run([sys.executable, "-I", str(script), fmt, paths["audio"], paths["text"],
@@ -131,8 +132,8 @@ def test_feature_model_towers(tmp_path):
 
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(30, 6)), rng.normal(size=(30, 4))
-    est = LTMRetriever(embedding_dim=4, metric_rank=3, max_epochs=2, batch_size=10,
-                       validation_fraction=0.0, random_state=0).fit(X, y)
+    est = LTMRetriever(embedding_dim=4, max_epochs=2, batch_size=10, validation_fraction=0.0,
+                       random_state=0).set_params(metric__rank=3).fit(X, y)
     paths = export_towers(est, tmp_path / "f", format="torch.export")
     audio = torch.export.load(paths["audio"]).module()
     text = torch.export.load(paths["text"]).module()
@@ -168,9 +169,10 @@ def test_hugging_face_text_tower(tmp_path):
 
     rng = np.random.default_rng(0)
     captions = ["a dog barks", "rain falls", "a car horn", "birds sing"] * 2
-    est = LTMRetriever("features", "sentence-transformers/all-MiniLM-L6-v2", embedding_dim=8,
-                       max_epochs=1, batch_size=4, validation_fraction=0.0, random_state=0,
-                       text_max_length=16).fit(rng.normal(size=(8, 6)), captions)
+    text_encoder = HuggingFaceText("sentence-transformers/all-MiniLM-L6-v2", max_length=16)
+    est = LTMRetriever("features", text_encoder, embedding_dim=8,
+                       max_epochs=1, batch_size=4, validation_fraction=0.0,
+                       random_state=0).fit(rng.normal(size=(8, 6)), captions)
     queries = ["a dog", "rain falls on a roof today", "zzz"]
     tokens = TextTower(est).tokenize(queries)
     for fmt in ("torchscript", "torch.export"):

@@ -351,3 +351,32 @@ def test_bench_search_tiny_run(tmp_path):
     # the exact search's temporaries stay within a few blocks of 16 x 500 scores
     assert rows["exact (chunked top-k)"]["search_peak_mb"] < 2.0
     assert "| 3,000 | exact (chunked top-k) |" in (tmp_path / "search.md").read_text()
+
+
+def test_cache_dir_that_is_a_file_is_refused_before_any_work(tone_model, tmp_path):
+    blocker = tmp_path / "cache"
+    blocker.write_text("x")
+    for cache in (blocker, blocker / "deeper"):
+        with pytest.raises(ValueError, match="a file, not a folder"):
+            SearchIndex(tone_model, cache_dir=cache)
+    assert blocker.read_text() == "x"
+    with pytest.raises(TypeError, match="cache_dir=3"):
+        SearchIndex(tone_model, cache_dir=3)
+
+
+def test_unwritable_cache_warns_once_and_embeds_everything(tone_model, tone_files, tmp_path,
+                                                           monkeypatch):
+    calls = []
+
+    def refuse(folder, entries):
+        calls.append(len(entries))
+        raise PermissionError(13, "Permission denied", str(folder))
+
+    monkeypatch.setattr(SearchIndex, "_write_shard", staticmethod(refuse))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        index = SearchIndex(tone_model, cache_dir=tmp_path / "c", batch_size=3).add(tone_files)
+    mine = [w for w in caught if "cannot be written" in str(w.message)]
+    assert len(mine) == 1 and len(calls) == 1  # 3 batches, one failed write, no retries
+    assert index.sources_.tolist() == tone_files
+    np.testing.assert_allclose(index.embeddings_, tone_model.transform(tone_files), atol=1e-5)
