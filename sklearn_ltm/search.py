@@ -160,7 +160,7 @@ def _check_cache_dir(cache_dir) -> Path:
     """``cache_dir`` as a Path; a ValueError when it (or a parent) is a file, not a folder."""
     if not isinstance(cache_dir, (str, os.PathLike)):
         raise TypeError(f"cache_dir={cache_dir!r} is not accepted; give a folder path or None.")
-    path = Path(cache_dir)
+    path = Path(cache_dir).expanduser()
     for folder in (path, *path.parents):
         if folder.exists():
             if not folder.is_dir():

@@ -1,6 +1,7 @@
 """SearchIndex and the chunked exact top-k: results, persistence, caching, FAISS, bad input."""
 
 import json
+import pathlib
 import sys
 import warnings
 import zipfile
@@ -362,6 +363,7 @@ def test_cache_dir_that_is_a_file_is_refused_before_any_work(tone_model, tmp_pat
     assert blocker.read_text() == "x"
     with pytest.raises(TypeError, match="cache_dir=3"):
         SearchIndex(tone_model, cache_dir=3)
+    assert SearchIndex(tone_model, cache_dir="~/x").cache_dir == pathlib.Path.home() / "x"
 
 
 def test_unwritable_cache_warns_once_and_embeds_everything(tone_model, tone_files, tmp_path,
