@@ -4,46 +4,49 @@ The estimator :class:`LTMRetriever` trains and serves m-LTM models; the math liv
 :mod:`sklearn_ltm.transport` (entropic and partial optimal transport),
 :mod:`sklearn_ltm.ground_metrics` (ground metrics) and :mod:`sklearn_ltm.losses`; retrieval
 evaluation in :mod:`sklearn_ltm.evaluation` and :mod:`sklearn_ltm.retrieval_metrics`; data in
-:mod:`sklearn_ltm.datasets`; audio and text models in :mod:`sklearn_ltm.encoders`. The
-estimator is built from the components of :mod:`sklearn_ltm.components` (one registry per
-kind) and trained by the :class:`~sklearn_ltm.training.Trainer` and its callbacks
-(:mod:`sklearn_ltm.training`).
+:mod:`sklearn_ltm.datasets`; audio and text models in :mod:`sklearn_ltm.encoders`; search
+at scale in :mod:`sklearn_ltm.search`. The estimator is built from the components of
+:mod:`sklearn_ltm.components` (one registry per kind) and trained by the
+:class:`~sklearn_ltm.training.Trainer` and its callbacks (:mod:`sklearn_ltm.training`).
+
+The names below are imported on first use (``from sklearn_ltm import LTMRetriever`` works as
+usual), so ``import sklearn_ltm`` and the ``sklearn-ltm`` command start quickly.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .evaluation import (  # noqa: E402
-    RETRIEVAL_SCORERS,
-    evaluate,
-    get_retrieval_scorers,
-    make_multi_retrieval_scorer,
-    make_retrieval_scorer,
-    text_to_audio_score,
-)
-from .features import (  # noqa: E402
-    LogMelSegmentFeatures,
-    PretrainedAudioFeatures,
-    PretrainedTextFeatures,
-)
-from .retrieval_metrics import modality_gap  # noqa: E402
-from .retriever import LTMRetriever  # noqa: E402
-from .transport import partial_sinkhorn, sinkhorn  # noqa: E402
-from .zero_shot import ZeroShotAudioClassifier  # noqa: E402
+#: Public name -> the submodule that defines it (imported on first access).
+_LAZY = {
+    "LTMRetriever": "retriever",
+    "ZeroShotAudioClassifier": "zero_shot",
+    "evaluate": "evaluation",
+    "text_to_audio_score": "evaluation",
+    "make_retrieval_scorer": "evaluation",
+    "make_multi_retrieval_scorer": "evaluation",
+    "get_retrieval_scorers": "evaluation",
+    "RETRIEVAL_SCORERS": "evaluation",
+    "modality_gap": "retrieval_metrics",
+    "sinkhorn": "transport",
+    "partial_sinkhorn": "transport",
+    "LogMelSegmentFeatures": "features",
+    "PretrainedAudioFeatures": "features",
+    "PretrainedTextFeatures": "features",
+    "SearchIndex": "search",
+}
 
-__all__ = [
-    "__version__",
-    "LTMRetriever",
-    "ZeroShotAudioClassifier",
-    "evaluate",
-    "text_to_audio_score",
-    "make_retrieval_scorer",
-    "make_multi_retrieval_scorer",
-    "get_retrieval_scorers",
-    "RETRIEVAL_SCORERS",
-    "modality_gap",
-    "sinkhorn",
-    "partial_sinkhorn",
-    "LogMelSegmentFeatures",
-    "PretrainedAudioFeatures",
-    "PretrainedTextFeatures",
-]
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sklearn_ltm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

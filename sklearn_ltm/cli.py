@@ -1,4 +1,4 @@
-"""The ``sklearn-ltm`` command: demo, train, evaluate, search, zero-shot.
+"""The ``sklearn-ltm`` command: demo, train, evaluate, search, export, zero-shot.
 
 User mistakes (a missing file, a bad option value, a model written by another version)
 end with one clear line on stderr and exit status 2, never a traceback.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import inspect
 import json
 import sys
@@ -279,55 +278,6 @@ def _read_lines(path, option: str) -> list[str]:
             if line.strip()]
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def embed_folder_cached(model, model_path, files, cache_path):
-    """Audio embeddings of ``files``, reusing those cached by file content.
-
-    Parameters
-    ----------
-    model : LTMRetriever
-        Fitted on audio files.
-    model_path : path-like
-        The model file: its content is part of the cache key.
-    files : list of path-like
-    cache_path : path-like
-        An ``.npz`` file; rewritten atomically when new files were embedded.
-
-    Returns
-    -------
-    ndarray of shape (len(files), embedding_dim)
-    """
-    from ._utils import atomic_write
-
-    model_key = _file_digest(Path(model_path))
-    keys = [_file_digest(Path(f)) for f in files]
-    cache: dict[str, np.ndarray] = {}
-    cache_path = Path(cache_path)
-    if cache_path.is_file():
-        try:
-            with np.load(cache_path, allow_pickle=False) as npz:
-                if str(npz["model"]) == model_key:
-                    cache = dict(zip(npz["keys"].tolist(), npz["embeddings"]))
-        except (OSError, KeyError, ValueError):
-            cache = {}
-    todo = [i for i, k in enumerate(keys) if k not in cache]
-    if todo:
-        emb = model.transform([str(files[i]) for i in todo])
-        for i, e in zip(todo, emb):
-            cache[keys[i]] = e
-        with atomic_write(cache_path, "wb") as fh:
-            np.savez(fh, model=np.array(model_key), keys=np.array(list(cache)),
-                     embeddings=np.stack(list(cache.values())))
-    return np.stack([cache[k] for k in keys])
-
-
 # ---------------------------------------------------------------------- commands
 def cmd_demo(args) -> int:
     from .demo import run_demo
@@ -390,23 +340,101 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _same_windows(index, args) -> bool:
+    """Whether the index holds whole clips, or windows of ``--window-seconds`` every
+    ``--hop-seconds``, as asked."""
+    start, end = index.start_s_, index.end_s_
+    if args.window_seconds is None:
+        return bool(np.isnan(start).all())
+    if np.isnan(start).any():
+        return False
+    hop = args.window_seconds if args.hop_seconds is None else args.hop_seconds
+    if not np.isclose((end - start).max(), args.window_seconds, atol=1e-3):
+        return False
+    steps = np.diff(start)[index.sources_[1:] == index.sources_[:-1]]
+    steps = steps[steps > 0]
+    # every step is the hop, except the last of a file (its window ends at the last sample)
+    return steps.size == 0 or bool(np.isclose(steps.max(), hop, atol=1e-3))
+
+
+def _search_index(args, model):
+    """The SearchIndex of ``--index`` / ``--audio-dir``: loaded, reused or (re)built."""
+    import warnings
+
+    from .search import SearchIndex, file_digest
+
+    index = None
+    if args.index is not None and Path(args.index).is_file():
+        index = SearchIndex.load(args.index, model, backend=args.backend, nprobe=args.nprobe)
+    if args.audio_dir is None:
+        if index is None:
+            what = f"--index {args.index} does not exist yet" if args.index else "no --index"
+            raise UserError(f"{what}: give --audio-dir FOLDER to build the index to search.")
+        return index
+    # a folder named like an audio file (x.wav/) is not a recording: left out silently
+    files = [str(f) for f in _audio_files(args.audio_dir) if f.is_file()]
+    if not files:
+        raise UserError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {args.audio_dir}.")
+    same_settings = index is not None and (args.backend == "exact" or index.factory ==
+                                           args.factory) and _same_windows(index, args)
+    if same_settings:  # reuse it when it holds exactly these files, unchanged
+        wanted = {(f, file_digest(f)) for f in files}
+        if set(zip(index.sources_.tolist(), index.keys().tolist())) == wanted:
+            return index
+    cache = args.cache or Path(args.audio_dir) / ".sklearn-ltm-cache"
+    index = SearchIndex(model, backend=args.backend, factory=args.factory, nprobe=args.nprobe,
+                        cache_dir=cache, verbose=0 if args.quiet else 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        index.add(files, window_seconds=args.window_seconds, hop_seconds=args.hop_seconds)
+    for w in caught:  # skipped files, an unwritable cache: one line each
+        if issubclass(w.category, UserWarning):
+            print(f"sklearn-ltm search: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if len(index) == 0:
+        raise UserError(f"none of the {len(files)} audio files under {args.audio_dir} could be "
+                        "read.")
+    if args.index is not None:
+        index.save(args.index)
+    return index
+
+
+def _print_hits(title, results, row):
+    print(title)
+    for rank, (source, start, end, dist) in enumerate(results.hits(row), 1):
+        span = "" if start is None else f"  {start:.2f}-{end:.2f}s"
+        print(f"{rank:>3}  {dist:.4f}  {source}{span}")
+
+
 def cmd_search(args) -> int:
+    queries = list(args.query or [])
+    if args.queries_file is not None:
+        queries += _read_lines(args.queries_file, "--queries-file")
+    audio_queries = [str(f) for f in (args.audio_query or [])]
+    if not queries and not audio_queries and args.audio_file is None:
+        raise UserError("give --query TEXT or --queries-file FILE (text-to-audio), "
+                        "--audio-query FILE (audio-to-audio), or --audio-file FILE with "
+                        "--captions FILE (audio-to-text).")
+    for f in audio_queries:
+        if not Path(f).is_file():
+            raise UserError(f"--audio-query {f} does not exist.")
+    if args.hop_seconds is not None and args.window_seconds is None:
+        raise UserError("--hop-seconds needs --window-seconds.")
+    if args.backend == "exact" and args.factory != "Flat":
+        raise UserError(f"--factory {args.factory} needs --backend faiss.")
     model = _load_model(args.model)
-    if args.query is None and args.audio_file is None:
-        raise UserError("give --query TEXT (text-to-audio) or --audio-file FILE with --captions "
-                        "FILE (audio-to-text).")
-    if args.query is not None:
-        files = _audio_files(args.audio_dir) if args.audio_dir else None
-        if files is None:
-            raise UserError("--query needs --audio-dir FOLDER to search.")
-        cache = args.cache or Path(args.audio_dir) / ".sklearn-ltm-search-cache.npz"
-        gallery = embed_folder_cached(model, args.model, files, cache)
-        q = model.embed_text([args.query])
-        d = ((q - gallery) ** 2).sum(1)
-        order = np.argsort(d, kind="stable")[: args.k]
-        print(f"top {len(order)} clips for {args.query!r}:")
-        for rank, i in enumerate(order, 1):
-            print(f"{rank:>3}  {d[i]:.4f}  {files[i]}")
+    records = []
+    if queries or audio_queries:
+        index = _search_index(args, model)
+        if queries:
+            res = index.search(queries, k=args.k)
+            for i, q in enumerate(queries):
+                records.append(("text", q, res, i, f"top {res.k} clips for {q!r}:"))
+        if audio_queries:
+            res = index.search_audio(audio_queries, k=args.k)
+            for i, q in enumerate(audio_queries):
+                records.append(("audio", q, res, i, f"top {res.k} clips like {q}:"))
     if args.audio_file is not None:
         if not Path(args.audio_file).is_file():
             raise UserError(f"--audio-file {args.audio_file} does not exist.")
@@ -415,9 +443,39 @@ def cmd_search(args) -> int:
         captions = _read_lines(args.captions, "--captions")
         idx, dist = model.retrieve([str(args.audio_file)], captions, k=args.k,
                                    direction="audio-to-text")
-        print(f"top {idx.shape[1]} captions for {args.audio_file}:")
-        for rank, (i, d) in enumerate(zip(idx[0], dist[0]), 1):
-            print(f"{rank:>3}  {d:.4f}  {captions[i]}")
+        records.append(("captions", str(args.audio_file), (idx, dist, captions), 0,
+                        f"top {idx.shape[1]} captions for {args.audio_file}:"))
+    if args.format == "json":
+        out = []
+        for kind, q, res, i, _ in records:
+            if kind == "captions":
+                idx, dist, captions = res
+                hits = [{"rank": r + 1, "caption": captions[j], "distance": float(d),
+                         "index": int(j)} for r, (j, d) in enumerate(zip(idx[0], dist[0]))]
+            else:
+                hits = res.to_records()[i]["hits"]
+            out.append({"kind": kind, "query": q, "hits": hits})
+        print(json.dumps(out, indent=2))
+        return 0
+    for kind, _, res, i, title in records:
+        if kind == "captions":
+            idx, dist, captions = res
+            print(title)
+            for rank, (j, d) in enumerate(zip(idx[0], dist[0]), 1):
+                print(f"{rank:>3}  {d:.4f}  {captions[j]}")
+        else:
+            _print_hits(title, res, i)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_towers
+
+    model = _load_model(args.model)
+    towers = [t.strip() for t in args.towers.split(",") if t.strip()]
+    written = export_towers(model, args.output, format=args.format, towers=towers)
+    for name, path in written.items():
+        print(f"{name}: {path}")
     return 0
 
 
@@ -539,22 +597,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
-        "search", formatter_class=formatter, help="search a folder of audio by text",
-        description="Embed a folder of audio once (cached by file content), then print the "
-                    "top-k clips for a text query, or the top-k captions for an audio file.",
+        "search", formatter_class=formatter, help="search a folder of audio by text or audio",
+        description="Index a folder of audio once (embeddings cached by file content and "
+                    "model; the index saved with --index and reused while the folder is "
+                    "unchanged), then print the top-k clips for text queries (--query, "
+                    "--queries-file) or audio queries (--audio-query), or the top-k captions "
+                    "for an audio file (--audio-file with --captions).",
         epilog="examples:\n  sklearn-ltm search --model m.pt --audio-dir sounds --query 'rain on "
-               "a roof'\n  sklearn-ltm search --model m.pt --audio-file dog.wav --captions "
+               "a roof'\n  sklearn-ltm search --model m.pt --audio-dir sounds --index "
+               "sounds.idx --query 'a dog' --query 'a siren' --format json\n"
+               "  sklearn-ltm search --model m.pt --index sounds.idx --audio-query dog.wav\n"
+               "  sklearn-ltm search --model m.pt --audio-dir long --window-seconds 2 "
+               "--hop-seconds 1 --query 'a dog barks'\n"
+               "  sklearn-ltm search --model m.pt --audio-file dog.wav --captions "
                "captions.txt",
     )
     p.add_argument("--model", type=Path, required=True, help="model file")
-    p.add_argument("--audio-dir", type=Path, help="folder of audio to search")
-    p.add_argument("--query", help="text query")
-    p.add_argument("--audio-file", type=Path, help="audio query")
+    p.add_argument("--audio-dir", type=Path, help="folder of audio to index and search")
+    p.add_argument("--index", type=Path, help="search index file: built (from --audio-dir) "
+                   "when absent, reused when it matches the model and the folder")
+    p.add_argument("--query", action="append", help="text query (repeat for several)")
+    p.add_argument("--queries-file", type=Path, help="text queries, one a line")
+    p.add_argument("--audio-query", action="append", type=Path,
+                   help="audio file to search by (audio-to-audio; repeat for several)")
+    p.add_argument("--audio-file", type=Path, help="audio query for --captions")
     p.add_argument("--captions", type=Path, help="captions to rank for --audio-file, one a line")
-    p.add_argument("-k", type=int, default=5, help="results to print")
-    p.add_argument("--cache", type=Path, help="embedding cache file (default: "
-                   "AUDIO_DIR/.sklearn-ltm-search-cache.npz)")
+    p.add_argument("-k", type=int, default=5, help="results per query")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--backend", choices=("exact", "faiss"), default="exact",
+                   help="exact chunked search, or FAISS (pip install 'sklearn-ltm[faiss]')")
+    p.add_argument("--factory", default="Flat",
+                   help="FAISS index factory string, e.g. Flat, IVF1024,Flat, HNSW32")
+    p.add_argument("--nprobe", type=int, default=16, help="IVF lists visited per query")
+    p.add_argument("--window-seconds", type=float, default=None,
+                   help="index windows of this length (hits give start-end times)")
+    p.add_argument("--hop-seconds", type=float, default=None,
+                   help="step between windows (default: the window length)")
+    p.add_argument("--cache", type=Path, help="embedding cache folder (default: "
+                   "AUDIO_DIR/.sklearn-ltm-cache)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser(
+        "export", formatter_class=formatter, help="export the audio and text towers",
+        description="Write the audio tower (front end, encoder, head, metric map) and the text "
+                    "tower (encoder, head, metric map; the tokenizer stays in Python) as "
+                    "programs that plain torch (or onnxruntime) loads without sklearn-ltm, "
+                    "plus a JSON file describing their inputs.",
+        epilog="examples:\n  sklearn-ltm export --model m.pt --output exported/m\n"
+               "  sklearn-ltm export --model m.pt --output exported/m --format onnx "
+               "--towers audio",
+    )
+    p.add_argument("--model", type=Path, required=True, help="model file")
+    p.add_argument("--output", type=Path, required=True,
+                   help="path prefix: PREFIX.audio.pt, PREFIX.text.pt, PREFIX.towers.json")
+    p.add_argument("--format", choices=("torchscript", "torch.export", "onnx"),
+                   default="torchscript", help="program format (onnx: pip install "
+                   "'sklearn-ltm[onnx]')")
+    p.add_argument("--towers", default="audio,text", help="comma-separated: audio,text")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
         "zero-shot", formatter_class=formatter, help="classify audio among label names",
@@ -616,6 +717,11 @@ def main(argv=None) -> int:
         return int(args.func(args) or 0)
     except (UserError, ValueError, FileNotFoundError, NotADirectoryError,
             PermissionError) as exc:
+        print(f"sklearn-ltm {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ImportError as exc:  # a missing optional extra (faiss, onnx) is a user matter
+        if "sklearn-ltm[" not in str(exc):
+            raise
         print(f"sklearn-ltm {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -712,7 +712,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         check_audio_files(audio)
         return self._prepare_audio(audio)
 
-    def transform(self, X):
+    def transform(self, X, *, window_seconds=None, hop_seconds=None, pooling="mean"):
         """Audio embeddings in the learned space.
 
         Euclidean distance between the returned vectors (and :meth:`embed_text`'s) equals
@@ -721,13 +721,29 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or sequence of path
-            Audio, of the kind used in ``fit``.
+            Audio, of the kind used in ``fit`` (with ``window_seconds``: files, or 1-D
+            waveforms of any lengths).
+        window_seconds : float or None, default=None
+            None: files are cropped to the audio encoder's ``max_seconds``. A number: each recording is
+            embedded window by window (see :func:`sklearn_ltm.windows.pool_windows`) and
+            the windows are pooled into one vector.
+        hop_seconds : float or None, default=None
+            Step between windows, > 0 (None: ``window_seconds``).
+        pooling : {"mean", "max"}, default="mean"
+            How the windows are pooled.
 
         Returns
         -------
         ndarray of shape (n_samples, embedding_dim)
         """
         check_is_fitted(self, "model_")
+        if window_seconds is not None or hop_seconds is not None:
+            if window_seconds is None:
+                raise ValueError(f"hop_seconds={hop_seconds!r} needs window_seconds.")
+            from .windows import pool_windows
+
+            return pool_windows(self, X, window_seconds=window_seconds, hop_seconds=hop_seconds,
+                                pooling=pooling, progress=self.verbose > 0)
         audio = self._check_audio_for_inference(X)
         device = self._inference_device()
         emb = encode_all(self.model_, self._audio_batcher(audio), side="audio",
@@ -735,6 +751,28 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                          mixed_precision=self.mixed_precision)
         with torch.no_grad():
             return self.model_.metric.map(emb).cpu().numpy()
+
+    def transform_windows(self, X, *, window_seconds, hop_seconds=None):
+        """One embedding per window of each recording, with its start and end time.
+
+        See :func:`sklearn_ltm.windows.embed_windows`.
+
+        Parameters
+        ----------
+        X : sequence of path or of 1-D array
+            Recordings (files, or waveforms at ``sample_rate``).
+        window_seconds : float
+        hop_seconds : float or None
+
+        Returns
+        -------
+        sklearn_ltm.windows.WindowEmbeddings
+        """
+        check_is_fitted(self, "model_")
+        from .windows import embed_windows
+
+        return embed_windows(self, X, window_seconds=window_seconds, hop_seconds=hop_seconds,
+                             progress=self.verbose > 0)
 
     def embed_text(self, y):
         """Caption embeddings in the same space as :meth:`transform`.
@@ -797,12 +835,13 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         queries : sequence of str or array-like
-            Captions (``direction="text-to-audio"``) or audio (``"audio-to-text"``).
+            Captions (``direction="text-to-audio"``) or audio (``"audio-to-text"``,
+            ``"audio-to-audio"``).
         gallery : array-like or sequence
-            Audio (text-to-audio) or captions (audio-to-text) to search.
+            Audio (text-to-audio, audio-to-audio) or captions (audio-to-text) to search.
         k : int, default=10
             Results per query (capped at the gallery size).
-        direction : {"text-to-audio", "audio-to-text"}
+        direction : {"text-to-audio", "audio-to-text", "audio-to-audio"}
 
         Returns
         -------
@@ -811,21 +850,20 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         distances : ndarray of shape (n_queries, k)
             Learned squared distances :math:`(t - a)^\\top M (t - a)`, ascending.
         """
-        if direction not in ("text-to-audio", "audio-to-text"):
-            raise ValueError(f"direction={direction!r} is not accepted; use 'text-to-audio' "
-                             "or 'audio-to-text'.")
+        if direction not in ("text-to-audio", "audio-to-text", "audio-to-audio"):
+            raise ValueError(f"direction={direction!r} is not accepted; use 'text-to-audio', "
+                             "'audio-to-text' or 'audio-to-audio'.")
         check_params({"k": k}, {"k": [positive_int()]}, "LTMRetriever.retrieve")
         check_is_fitted(self, "model_")
         if direction == "text-to-audio":
             q, g = self.embed_text(queries), self.transform(gallery)
-        else:
+        elif direction == "audio-to-text":
             q, g = self.transform(queries), self.embed_text(gallery)
-        from .retrieval_metrics import negative_squared_distances
+        else:
+            q, g = self.transform(queries), self.transform(gallery)
+        from .search import topk_nearest
 
-        k = min(k, len(g))
-        d = np.maximum(-negative_squared_distances(q, g), 0.0)
-        idx = np.argsort(d, axis=1, kind="stable")[:, :k]
-        return idx, np.take_along_axis(d, idx, axis=1)
+        return topk_nearest(q, g, k)  # chunked: never the whole score matrix, no full sort
 
     # ------------------------------------------------------------------ persistence
     def __getstate__(self):

@@ -45,7 +45,7 @@ def model_file(corpus, tmp_path_factory):
 
 
 def test_help_of_every_subcommand_has_examples(capsys):
-    for cmd in ("demo", "train", "evaluate", "search", "zero-shot"):
+    for cmd in ("demo", "train", "evaluate", "search", "export", "zero-shot"):
         with pytest.raises(SystemExit) as exc:
             main([cmd, "--help"])
         assert exc.value.code == 0
@@ -108,22 +108,26 @@ def test_evaluate_json_has_both_directions(corpus, model_file, capsys):
     assert metrics["t2a_R@10"] == 1.0  # 8 clips: every clip is in the top 10
 
 
-def test_search_caches_by_content_and_ranks_all_clips(corpus, model_file, tmp_path, capsys):
+def test_search_ranks_all_clips_and_caches_them(corpus, model_file, tmp_path, capsys):
     root, _, _ = corpus
-    cache = tmp_path / "cache.npz"
+    cache = tmp_path / "cache"
     args = ["search", "--model", str(model_file), "--audio-dir", str(root),
-            "--query", "a pure tone", "-k", "3", "--cache", str(cache)]
+            "--query", "a pure tone", "-k", "3", "--cache", str(cache), "--quiet"]
     assert main(args) == 0
     first = capsys.readouterr().out
-    assert cache.is_file()
     lines = [ln for ln in first.splitlines() if ln.strip().startswith(("1", "2", "3"))]
     assert len(lines) == 3
-    mtime = cache.stat().st_mtime_ns
+    shards = sorted(cache.rglob("shard-*.npz"))
+    keys = set()
+    for shard in shards:  # one shard per batch of files embedded
+        with np.load(shard) as npz:
+            keys.update(npz["keys"].tolist())
+    assert len(keys) == 8
+    mtimes = [s.stat().st_mtime_ns for s in shards]
     assert main(args) == 0  # second run: everything from the cache
     assert capsys.readouterr().out == first
-    assert cache.stat().st_mtime_ns == mtime
-    with np.load(cache) as npz:
-        assert len(npz["keys"]) == 8
+    assert sorted(cache.rglob("shard-*.npz")) == shards
+    assert [s.stat().st_mtime_ns for s in shards] == mtimes
 
 
 def test_search_audio_to_text(corpus, model_file, tmp_path, capsys):
