@@ -24,7 +24,7 @@ from .training import AudioBatcher, TextBatcher, TrainingConfig, encode_all, tra
 __all__ = ["LTMRetriever"]
 
 METRICS = ("mahalanobis", "diagonal", "euclidean", "cosine")
-LOSSES = ("mltm", "contrastive", "triplet")
+LOSSES = ("mltm", "contrastive", "triplet", "mltm-reference")
 NAMED_AUDIO_ENCODERS = ("cnn10", "cnn14", "resnet38", "aisfx")
 _FORMAT = "sklearn-ltm-model"
 _FORMAT_VERSION = 1
