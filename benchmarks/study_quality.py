@@ -367,8 +367,9 @@ def render(store) -> str:
         f"{prov.get('date', '?')}, {prov.get('machine', '?')}, torch {prov.get('torch', '?')}, "
         f"1 thread); {len(store['fits'])} fits, {store.get('elapsed_seconds', 0) / 60:.0f} min "
         "of fitting so far. The study resumes where it stopped; later invocations: "
-        + ("; ".join(f"`{p['command']}` ({p['date']})" for p in store.get("invocations", [])[1:])
-           or "none") + ".",
+        + ("; ".join(f"`{p['command']}` ({p['date']})" for p in store.get("invocations", [])
+                     if (p["command"], p["date"]) != (prov.get("command"), prov.get("date")))
+           or "none") + "." + (f" {store['note']}" if store.get("note") else ""),
         "",
         "**Data.** *ESC-50 fold 4 only* (400 clips, 50 classes; one fold, not the 5-fold "
         "benchmark), frozen aisfx + MiniLM (mean-pooled) features; a run is one of the 5 CV "
