@@ -42,7 +42,7 @@ def test_every_configuration_is_valid_estimator_parameters():
     from sklearn_ltm import LTMRetriever
     from sklearn_ltm.losses import make_loss
 
-    for name, config in study_quality.CONFIGS.items():
+    for config in study_quality.CONFIGS.values():
         for base in study_quality.BASE.values():
             LTMRetriever(**{**base, **config["params"]})._validate_params()
         make_loss(config["params"].get("loss", "mltm"), **config.get("loss_options", {}) or {})
