@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from .metrics import _check_embeddings, _check_ks, _first_relevant_rank, retrieval_metrics
+from .retrieval_metrics import _check_embeddings, _check_ks, _first_relevant_rank, retrieval_metrics
 
 __all__ = [
     "REFERENCE_EVALUATION",
@@ -47,25 +47,29 @@ __all__ = [
     "root_normalized_cost",
 ]
 
-#: The reference code's training settings, as :class:`~sklearn_ltm.LTMRetriever` parameters
-#: (``drop_last`` batching is not an estimator option: the estimator spreads the remainder
-#: of an epoch over its batches instead of dropping it).
+#: The reference code's training settings, as :class:`~sklearn_ltm.LTMRetriever` parameters:
+#: ``LTMRetriever(**REFERENCE_TRAINING)``. Only names (no component instances) are held, so
+#: the dict is never changed by ``set_params`` on an estimator built from it. The loss
+#: component :class:`~sklearn_ltm.components.MLTMReference` defaults to the code's solver
+#: settings (``max_iter=1000``, POT's ``stopThr``); captions of one clip count as negatives;
+#: the diagonal metric trains at the heads' rate. The code's encoder rate is 5e-5: with a
+#: pretrained audio encoder pass it on the component, e.g.
+#: ``LTMRetriever(PANNs("cnn14", learning_rate=5e-5), **REFERENCE_TRAINING)``. The code's
+#: ``drop_last`` batching is not an estimator option: the estimator spreads the remainder
+#: of an epoch over its batches instead of dropping it.
 REFERENCE_TRAINING = {
     "loss": "mltm-reference",
     "metric": "diagonal",
     "epsilon": 0.03,
     "mass_fraction": 1.0,
-    "group_aware": False,
-    "sinkhorn_max_iter": 1000,
-    "sinkhorn_tol": 1e-9,
     "learning_rate": 5e-5,
-    "metric_learning_rate": None,
-    "encoder_learning_rate": 5e-5,
+    "optimizer": "adam",
+    "lr_schedule": "constant",
     "batch_size": 256,
 }
 
 #: The reference code's evaluation settings (:func:`reference_protocol_metrics`).
-REFERENCE_EVALUATION = {"epsilon": 0.03, "n_iter": 10}
+REFERENCE_EVALUATION = {"epsilon": 0.03, "max_iter": 10}
 
 
 def _check_positive(value, name):
@@ -242,7 +246,7 @@ def reference_plan(cost, epsilon=0.03, *, mass_fraction=1.0, max_iter=1000, tol=
     return plan
 
 
-def _numpy_plan(cost, epsilon, n_iter):
+def _numpy_plan(cost, epsilon, max_iter):
     import ot
 
     n, m = cost.shape
@@ -250,17 +254,17 @@ def _numpy_plan(cost, epsilon, n_iter):
         # 10 iterations is the protocol, not a failure to converge.
         warnings.simplefilter("ignore")
         return ot.sinkhorn(np.full(n, 1.0 / n), np.full(m, 1.0 / m), cost, reg=epsilon,
-                           numItermax=n_iter)
+                           numItermax=max_iter)
 
 
-def reference_transductive_scores(text_embeddings, audio_embeddings, *, epsilon=0.03, n_iter=10):
+def reference_transductive_scores(text_embeddings, audio_embeddings, *, epsilon=0.03, max_iter=10):
     r"""The reference evaluation's transductive plans, one per direction.
 
     The cost between every caption and every clip is the square root of their squared
     Euclidean distance divided by its maximum (embeddings from
     :meth:`~sklearn_ltm.LTMRetriever.transform` / ``embed_text``, where that distance is the
     learned metric). Text-to-audio scores are POT's plain Sinkhorn plan with uniform
-    marginals (``numItermax=n_iter``); audio-to-text scores are the plan of the transposed
+    marginals (``numItermax=max_iter``); audio-to-text scores are the plan of the transposed
     problem, solved on its own as in the reference (after a few iterations it is not the
     transpose of the first).
 
@@ -270,7 +274,7 @@ def reference_transductive_scores(text_embeddings, audio_embeddings, *, epsilon=
     audio_embeddings : array-like of shape (n_clips, d)
     epsilon : float, default=0.03
         Entropic regularisation.
-    n_iter : int, default=10
+    max_iter : int, default=10
         Sinkhorn iterations (the protocol's 10; no early stop is reached in practice).
 
     Returns
@@ -294,19 +298,19 @@ def reference_transductive_scores(text_embeddings, audio_embeddings, *, epsilon=
         raise ValueError(f"text_embeddings have dimension {text.shape[1]} but audio_embeddings "
                          f"{audio.shape[1]}; they must share one space.")
     epsilon = _check_positive(epsilon, "epsilon")
-    n_iter = _check_count(n_iter, "n_iter")
+    max_iter = _check_count(max_iter, "max_iter")
     squared = ((text * text).sum(1)[:, None] + (audio * audio).sum(1)[None, :]
                - 2.0 * text @ audio.T)
     root = np.sqrt(np.clip(squared, 0.0, None))
     cost = root / max(float(root.max()), np.finfo(np.float64).tiny)
-    return _numpy_plan(cost, epsilon, n_iter), _numpy_plan(cost.T.copy(), epsilon, n_iter)
+    return _numpy_plan(cost, epsilon, max_iter), _numpy_plan(cost.T.copy(), epsilon, max_iter)
 
 
 def reference_median_rank(similarity, relevant):
     r"""The reference code's median rank: :math:`\lfloor \mathrm{median}(r - 1) \rfloor + 1`.
 
     ``r`` is the 1-based rank of each query's best relevant item (ties broken
-    pessimistically, see :func:`sklearn_ltm.metrics.first_relevant_rank`). For an odd
+    pessimistically, see :func:`sklearn_ltm.retrieval_metrics.first_relevant_rank`). For an odd
     number of queries it equals the plain median; for an even number the half-integer
     median is rounded down.
 
@@ -327,7 +331,7 @@ def reference_median_rank(similarity, relevant):
     >>> reference_median_rank(similarity, np.array([[True, False], [True, False]]))  # ranks 1, 2
     1.0
     """
-    from .metrics import _check_similarity_relevant
+    from .retrieval_metrics import _check_similarity_relevant
 
     sim, rel = _check_similarity_relevant(similarity, relevant)
     ranks = _first_relevant_rank(sim, rel)
@@ -335,11 +339,11 @@ def reference_median_rank(similarity, relevant):
 
 
 def reference_protocol_metrics(text_embeddings, audio_embeddings, clip_of_caption, *,
-                               ks=(1, 5, 10), map_k=10, epsilon=0.03, n_iter=10):
+                               ks=(1, 5, 10), map_k=10, epsilon=0.03, max_iter=10):
     """Every retrieval metric under the reference evaluation protocol, both directions.
 
     Scores come from :func:`reference_transductive_scores`; recalls, mAP and mean rank are
-    those of :func:`sklearn_ltm.metrics.retrieval_metrics`, and ``median_rank`` is
+    those of :func:`sklearn_ltm.retrieval_metrics.retrieval_metrics`, and ``median_rank`` is
     :func:`reference_median_rank`.
 
     Parameters
@@ -351,7 +355,7 @@ def reference_protocol_metrics(text_embeddings, audio_embeddings, clip_of_captio
     ks : sequence of int, default=(1, 5, 10)
     map_k : int, default=10
     epsilon : float, default=0.03
-    n_iter : int, default=10
+    max_iter : int, default=10
 
     Returns
     -------
@@ -378,7 +382,7 @@ def reference_protocol_metrics(text_embeddings, audio_embeddings, clip_of_captio
     if n_text and (clips.min() < 0 or clips.max() >= n_audio):
         raise ValueError(f"clip_of_caption has values outside [0, {n_audio - 1}] (one per clip).")
     t2a, a2t = reference_transductive_scores(text_embeddings, audio_embeddings,
-                                             epsilon=epsilon, n_iter=n_iter)
+                                             epsilon=epsilon, max_iter=max_iter)
     relevant = clips[:, None] == np.arange(n_audio)[None, :]
     out = {}
     for direction, scores, rel in (("t2a", t2a, relevant), ("a2t", a2t, relevant.T)):

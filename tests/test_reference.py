@@ -17,9 +17,8 @@ ot = pytest.importorskip("ot")
 
 from sklearn_ltm import LTMRetriever  # noqa: E402
 from sklearn_ltm.evaluation import evaluate  # noqa: E402
+from sklearn_ltm.ground_metrics import DiagonalMetric  # noqa: E402
 from sklearn_ltm.losses import MLTMReferenceLoss, make_loss, mltm_reference_loss  # noqa: E402
-from sklearn_ltm.metric import DiagonalMetric  # noqa: E402
-from sklearn_ltm.metrics import median_rank, retrieval_metrics  # noqa: E402
 from sklearn_ltm.reference import (  # noqa: E402
     REFERENCE_TRAINING,
     reference_cost,
@@ -29,6 +28,7 @@ from sklearn_ltm.reference import (  # noqa: E402
     reference_transductive_scores,
     root_normalized_cost,
 )
+from sklearn_ltm.retrieval_metrics import median_rank, retrieval_metrics  # noqa: E402
 
 
 def _literal_reference_loss(audio_emb, text_emb, M, epsilon, mass_fraction=1.0):

@@ -39,10 +39,32 @@ def test_best_contrastive_and_compare_use_matching_runs():
 
 
 def test_every_configuration_is_valid_estimator_parameters():
-    from sklearn_ltm import LTMRetriever
-    from sklearn_ltm.losses import make_loss
-
     for config in study_quality.CONFIGS.values():
         for base in study_quality.BASE.values():
-            LTMRetriever(**{**base, **config["params"]})._validate_params()
-        make_loss(config["params"].get("loss", "mltm"), **config.get("loss_options", {}) or {})
+            model = study_quality.make_model({**base, **config["params"]})
+            model._validate_params()
+            for key in ("metric", "loss", "optimizer", "lr_schedule"):
+                model._component(key).validate()
+            params = model.get_params()
+            for key, value in config["params"].items():  # nested ones reached the component
+                if key in ("metric", "loss", "optimizer", "lr_schedule"):
+                    assert model._component(key).registered_name() == value
+                else:
+                    assert params[key] == value, key
+
+
+def test_baseline_spells_out_the_former_defaults():
+    # the study's results were measured before its conclusion became the defaults
+    baseline = study_quality.make_model(study_quality.CONFIGS["mltm (today's defaults)"]
+                                        ["params"])
+    params = baseline.get_params()
+    assert (baseline._component("metric").registered_name(), params["epsilon"],
+            params["loss__sqrt_cost"]) == ("mahalanobis", 0.05, False)
+    candidate = study_quality.make_model(study_quality.CONFIGS["eps 0.1 + euclidean + sqrt"]
+                                         ["params"])
+    defaults = study_quality.make_model({})
+    for key in ("loss", "metric"):
+        assert (candidate._component(key).get_params()
+                == defaults._component(key).get_params()), key
+    for key in ("epsilon", "mass_fraction"):  # the candidate is today's default
+        assert candidate.get_params()[key] == defaults.get_params()[key], key
