@@ -243,3 +243,51 @@ def test_evaluate_reference_protocol_and_estimator_preset():
         evaluate(model, audio, text, protocol="paper")
     with pytest.raises(ValueError, match="epsilon"):
         evaluate(model, audio, text, protocol="reference", epsilon=0.1)
+
+
+# ------------------------------------------------------------------ estimator surface
+def test_reference_training_preset_builds_and_fits_as_given():
+    from sklearn_ltm.components import MLTMReference
+
+    preset = dict(REFERENCE_TRAINING)
+    model = LTMRetriever(**REFERENCE_TRAINING)
+    params = model.get_params()
+    assert params["loss__max_iter"] == 1000 and params["loss__tol"] is None
+    assert (params["epsilon"], params["learning_rate"], params["batch_size"]) == (0.03, 5e-5, 256)
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(24, 4))
+    audio, text = np.tanh(z @ rng.normal(size=(4, 6))), z @ rng.normal(size=(4, 5))
+    model.set_params(loss__max_iter=200, embedding_dim=4, max_epochs=2, validation_fraction=0.0,
+                     random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(audio, text)  # batch_size 256 > 24 pairs: one batch an epoch
+    assert isinstance(model.loss_, MLTMReference) and model.loss_.max_iter == 200
+    assert model.metric_.registered_name() == "diagonal" and model.n_epochs_ == 2
+    assert np.isfinite(model.history_[-1]["train_loss"])
+    assert REFERENCE_TRAINING == preset  # set_params on the estimator left the preset alone
+
+
+def test_reference_loss_component_takes_the_estimator_transport_settings():
+    from sklearn_ltm.components import LOSSES, MLTMReference
+
+    built = LOSSES.create("mltm-reference").build(epsilon=0.2, mass_fraction=0.9)
+    assert isinstance(built, MLTMReferenceLoss)
+    cost = torch.rand(5, 5, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        torch.testing.assert_close(
+            built(cost, torch.arange(5)),
+            mltm_reference_loss(cost, epsilon=0.2, mass_fraction=0.9))
+    assert MLTMReference.uses_transport
+    with pytest.raises(ValueError, match="max_iter"):
+        MLTMReference(max_iter=0).validate()
+
+
+@pytest.mark.parametrize("name", ["normalize_cost", "group_aware", "sqrt_cost",
+                                  "differentiation"])
+def test_reference_loss_refuses_settings_it_does_not_have(name):
+    # the reference fixes these: setting one is an error, never silently ignored
+    with pytest.raises(ValueError, match=f"Invalid parameter '{name}' for estimator "
+                                         "MLTMReference"):
+        LTMRetriever(loss="mltm-reference").set_params(**{f"loss__{name}": True})

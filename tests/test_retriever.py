@@ -350,5 +350,6 @@ def test_metric_learning_rate_zero_keeps_the_identity_metric(data):
     est = LTMRetriever(**{**FAST, "max_epochs": 3}, metric=Mahalanobis(learning_rate=0.0))
     est.fit(audio[:100], text[:100])
     torch.testing.assert_close(est.model_.metric.L.detach(), torch.eye(16))
-    moved = LTMRetriever(**{**FAST, "max_epochs": 3}).fit(audio[:100], text[:100])
+    moved = LTMRetriever(**{**FAST, "max_epochs": 3}, metric="mahalanobis").fit(audio[:100],
+                                                                              text[:100])
     assert not torch.allclose(moved.model_.metric.L.detach(), torch.eye(16))
