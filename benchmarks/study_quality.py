@@ -30,7 +30,9 @@ them, and every configuration derived from it does likewise. Phases:
 4. ``mass``: mass fractions 0.9 and 0.8 on top of the candidate, at the four noise ratios;
 5. ``reference``: the paper code's objective (``loss="mltm-reference"``) with this study's
    schedule, and its full preset (learning rate 5e-5, batch 256), screened as in 1 (fewer
-   runs: they unroll 1000 POT iterations per batch).
+   runs: they unroll 1000 POT iterations per batch);
+6. ``schedule``: the candidate with ``lr_schedule="cosine"`` (warm-up, cosine decay) against
+   the constant rate, both fitted afresh, at the four noise ratios, 5 runs.
 
 Comparisons are paired (same runs): the mean difference, its standard deviation, wins out
 of runs, and a verdict: *beyond the spread* when the mean paired difference exceeds twice
@@ -313,6 +315,20 @@ def mass_names(candidate):
     return names
 
 
+def schedule_names(candidate):
+    """The candidate rerun with the constant rate and with cosine warm-up; in CONFIGS.
+
+    Both are fitted afresh in this phase, so that the pair comes from one version of the
+    code (noisy fits of earlier versions drew their noise differently)."""
+    names = []
+    for label, schedule in (("rerun, constant LR", "constant"), ("cosine LR", "cosine")):
+        name = f"{candidate} ({label})"
+        CONFIGS[name] = {"factor": "schedule",
+                         "params": {**CONFIGS[candidate]["params"], "lr_schedule": schedule}}
+        names.append(name)
+    return names
+
+
 def best_confirm_contrastive(store, data_name, noise, key, runs):
     """Of CONFIRM_CONTRASTIVE, the one with the higher mean over ``runs`` at this noise."""
     means = {n: np.mean(list(s.values())) for n in CONFIRM_CONTRASTIVE
@@ -452,6 +468,24 @@ def render(store) -> str:
                           "[paired difference to the candidate, full transport]",
                           "", _common.markdown_table(
                               ["setting"] + [f"noise {nz}" for nz in NOISE_ALL], rows), ""]
+            constant, cosine = schedule_names(cand)
+            rows = []
+            for name in (constant, cosine):
+                row = [name]
+                for nz in NOISE_ALL:
+                    s = scores(store, data_name, name, nz, key, runs)
+                    cmp = None if name == constant else compare(store, data_name, name,
+                                                                constant, nz, key, runs)
+                    row.append(_pm(s.values()) + ("" if cmp is None else f" [{_cmp(cmp)}]"))
+                rows.append(row)
+            if any(c != "-" for r in rows for c in r[1:]):
+                lines += [f"## Learning-rate schedule on the candidate: {title}, "
+                          f"{CONFIRM_RUNS} runs", "",
+                          "Both fitted in the `schedule` phase (`lr_schedule=\"constant\"` and "
+                          "`\"cosine\"`: linear warm-up over 5 % of the steps, then cosine "
+                          "decay to 0 over `max_epochs`). [paired difference to the constant "
+                          "rate]", "", _common.markdown_table(
+                              ["setting"] + [f"noise {nz}" for nz in NOISE_ALL], rows), ""]
     zs = store.get("zero_shot", {})
     if zs:
         first = next(iter(zs))
@@ -482,7 +516,7 @@ def render(store) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="m-LTM vs contrastive factor study; writes "
                                                  "benchmarks/results/quality.{json,md}.")
-    phases = ["screen", "confirm", "zeroshot", "mass", "reference"]
+    phases = ["screen", "confirm", "zeroshot", "mass", "reference", "schedule"]
     parser.add_argument("--phases", nargs="+", default=phases, choices=phases)
     parser.add_argument("--data", nargs="+", default=["esc50", "demo"], choices=["esc50", "demo"])
     parser.add_argument("--configs", nargs="*", default=None,
@@ -568,6 +602,12 @@ def main(argv=None) -> int:
             for noise in NOISE_ALL:
                 for data_name in datasets:
                     for name in mass_names(candidate):
+                        run_cell(data_name, name, CONFIGS[name], noise, run)
+    if "schedule" in args.phases and candidate is not None:
+        for run in range(CONFIRM_RUNS):
+            for noise in NOISE_ALL:
+                for data_name in datasets:
+                    for name in schedule_names(candidate):
                         run_cell(data_name, name, CONFIGS[name], noise, run)
     if "reference" in args.phases:
         for name, (data_names, n_runs) in REFERENCE_RUNS.items():

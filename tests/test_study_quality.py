@@ -68,3 +68,13 @@ def test_baseline_spells_out_the_former_defaults():
                 == defaults._component(key).get_params()), key
     for key in ("epsilon", "mass_fraction"):  # the candidate is today's default
         assert candidate.get_params()[key] == defaults.get_params()[key], key
+
+
+def test_schedule_phase_pairs_the_candidate_with_itself_under_two_schedules():
+    constant, cosine = study_quality.schedule_names("eps 0.1 + euclidean + sqrt")
+    base = study_quality.CONFIGS["eps 0.1 + euclidean + sqrt"]["params"]
+    for name, schedule in ((constant, "constant"), (cosine, "cosine")):
+        params = study_quality.CONFIGS[name]["params"]
+        assert params == {**base, "lr_schedule": schedule}
+        model = study_quality.make_model(params)
+        assert model._component("lr_schedule").registered_name() == schedule
