@@ -128,6 +128,11 @@ def params_from_payload(payload: dict, audio_module=None, text_module=None) -> d
             params[key] = module
         else:
             params[key] = value
+    fitted_loss = payload.get("fitted_components", {}).get("loss")
+    if (params.get("loss") == "mltm" and fitted_loss is not None
+            and "sqrt_cost" not in fitted_loss["params"]):
+        # saved before sqrt_cost existed: the name stood for the squared cost, not today's root
+        params["loss"] = component_from_data(fitted_loss)
     return params
 
 

@@ -217,6 +217,24 @@ def test_format_1_models_still_load(data, tmp_path):
         LTMRetriever.load(tmp_path / "v7.pt")
 
 
+def test_models_saved_before_sqrt_cost_keep_the_squared_cost(data, tmp_path):
+    audio, text, _ = data
+    est = LTMRetriever(**{**FAST, "max_epochs": 1}, loss=MLTM(sqrt_cost=False)).fit(
+        audio[:40], text[:40])
+    est.save(tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    # as a file of format 2 written before the option existed: loss="mltm", no sqrt_cost
+    payload["params"]["loss"] = "mltm"
+    del payload["fitted_components"]["loss"]["params"]["sqrt_cost"]
+    torch.save(payload, tmp_path / "old.pt")
+    old = LTMRetriever.load(tmp_path / "old.pt")
+    assert old.get_params()["loss__sqrt_cost"] is False and old.loss_.sqrt_cost is False
+    # a file that names the loss with today's default keeps today's default
+    assert LTMRetriever.load(tmp_path / "m.pt").loss_.sqrt_cost is False
+    LTMRetriever(**{**FAST, "max_epochs": 1}).fit(audio[:40], text[:40]).save(tmp_path / "n.pt")
+    assert LTMRetriever.load(tmp_path / "n.pt").get_params()["loss__sqrt_cost"] is True
+
+
 def test_loss_component_parameters_reach_the_loss(data):
     audio, text, _ = data
     from sklearn.exceptions import ConvergenceWarning
