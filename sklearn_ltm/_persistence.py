@@ -82,6 +82,8 @@ def component_from_data(data: dict, audio_module=None, text_module=None):
             f"this model uses {data['kind']}={name!r}, which is not registered here; import "
             f"the module that registers it (sklearn_ltm.components.register_{data['kind']}) "
             "before loading.")
+    if data["kind"] == "loss" and name == "mltm" and "sqrt_cost" not in params:
+        params["sqrt_cost"] = False  # saved before sqrt_cost existed: the squared cost
     component = registry.create(name)
     return component.set_params(**params)
 
@@ -126,6 +128,11 @@ def params_from_payload(payload: dict, audio_module=None, text_module=None) -> d
             params[key] = module
         else:
             params[key] = value
+    fitted_loss = payload.get("fitted_components", {}).get("loss")
+    if (params.get("loss") == "mltm" and fitted_loss is not None
+            and "sqrt_cost" not in fitted_loss["params"]):
+        # saved before sqrt_cost existed: the name stood for the squared cost, not today's root
+        params["loss"] = component_from_data(fitted_loss)
     return params
 
 
@@ -147,6 +154,7 @@ def params_from_v1(old: dict, audio_input_kind: str, text_input_kind: str,
         Contrastive,
         Diagonal,
         HuggingFaceText,
+        MLTMReference,
         ModuleAudio,
         ModuleText,
         PANNs,
@@ -199,7 +207,10 @@ def params_from_v1(old: dict, audio_input_kind: str, text_input_kind: str,
     if loss_name == "mltm":
         loss = MLTM(normalize_cost=bool(old.get("normalize_cost", True)), group_aware=group_aware,
                     max_iter=int(old.get("sinkhorn_max_iter", 1000)),
-                    tol=float(old.get("sinkhorn_tol", 1e-6)))
+                    tol=float(old.get("sinkhorn_tol", 1e-6)), sqrt_cost=False)
+    elif loss_name == "mltm-reference":
+        loss = MLTMReference(max_iter=int(old.get("sinkhorn_max_iter", 1000)),
+                             tol=old.get("sinkhorn_tol"))
     elif loss_name == "contrastive":
         loss = Contrastive(temperature=old.get("temperature", 0.07), group_aware=group_aware)
     else:

@@ -162,8 +162,8 @@ def _scores(retriever, X, y, groups, options):
 
 
 def evaluate(retriever, X, y, *, groups=None, ks=(1, 5, 10), map_k=10, transductive=False,
-             epsilon=0.05, max_iter=1000, tol=1e-6, chunk_size=1024, batch_size=None
-             ) -> dict[str, float]:
+             epsilon=0.05, max_iter=1000, tol=1e-6, chunk_size=1024, batch_size=None,
+             protocol="standard") -> dict[str, float]:
     """Every retrieval metric in both directions, and the modality gap, in one dict.
 
     Each distinct clip is embedded once (the first row of its group) and each caption once.
@@ -198,6 +198,13 @@ def evaluate(retriever, X, y, *, groups=None, ks=(1, 5, 10), map_k=10, transduct
     batch_size : int, default=None
         Passed as ``batch_size=`` to ``transform`` and ``embed_text`` when not ``None``
         (a ``TypeError`` is raised first if they take no such argument).
+    protocol : {"standard", "reference"}, default="standard"
+        ``"reference"``: the m-LTM paper code's protocol
+        (:func:`sklearn_ltm.reference.reference_protocol_metrics`): a transductive plan at
+        epsilon 0.03 with 10 Sinkhorn iterations on the square-rooted cost, one per direction,
+        and the median rank as ``floor(median(rank - 1)) + 1``. It fixes its own plan, so
+        ``transductive``, ``epsilon``, ``n_iter``, ``tol`` and ``chunk_size`` must keep their
+        defaults.
 
     Returns
     -------
@@ -232,11 +239,36 @@ def evaluate(retriever, X, y, *, groups=None, ks=(1, 5, 10), map_k=10, transduct
     ks = _check_ks(ks)
     _check_k(map_k, "map_k")
     options = _check_options(transductive, epsilon, max_iter, tol, chunk_size, batch_size)
+    if protocol != "standard":
+        return _evaluate_reference_protocol(retriever, X, y, groups, ks, map_k, protocol, options)
     sim, relevant, audio, text, clip_of_caption = _scores(retriever, X, y, groups, options)
     out = {}
     for direction, s, r in (("t2a", sim, relevant), ("a2t", sim.T, relevant.T)):
         for name, value in retrieval_metrics(s, r, ks=ks, map_k=map_k).items():
             out[f"{direction}_{name}"] = value
+    for name, value in modality_gap(audio[clip_of_caption], text).items():
+        out[f"modality_gap_{name}"] = value
+    return out
+
+
+def _evaluate_reference_protocol(retriever, X, y, groups, ks, map_k, protocol, options):
+    """``evaluate(..., protocol="reference")``: the paper code's protocol (see ``evaluate``)."""
+    if protocol != "reference":
+        raise ValueError(f"protocol={protocol!r} is not accepted; use 'standard' or 'reference'.")
+    from sklearn_ltm.reference import reference_protocol_metrics
+
+    changed = [k for k, v in _check_options(batch_size=options["batch_size"]).items()
+               if options[k] != v]
+    if changed:
+        raise ValueError(
+            "protocol='reference' fixes its own transductive plan (epsilon 0.03, 10 "
+            f"iterations); leave {', '.join(changed)} at their defaults, or call "
+            "sklearn_ltm.reference.reference_protocol_metrics for other settings."
+        )
+    _check_retriever(retriever, options["batch_size"])
+    clips, captions, clip_of_caption = _check_pairs(X, y, groups)
+    audio, text = _embed(retriever, clips, captions, options["batch_size"])
+    out = reference_protocol_metrics(text, audio, clip_of_caption, ks=ks, map_k=map_k)
     for name, value in modality_gap(audio[clip_of_caption], text).items():
         out[f"modality_gap_{name}"] = value
     return out

@@ -1,4 +1,4 @@
-r"""Training losses on a mini-batch cost matrix: m-LTM (full and partial OT), InfoNCE, triplet.
+r"""Training losses on a mini-batch cost matrix: m-LTM (full, partial, reference), InfoNCE, triplet.
 
 Every loss takes ``cost`` of shape ``(B, B)``, the ground cost between caption ``i`` and audio
 ``j`` of the batch (row ``i`` and column ``i`` form a training pair), and ``groups``, an
@@ -6,6 +6,10 @@ integer tensor of shape ``(B,)`` of clip ids: equal ids mean the same audio clip
 captions of one clip in one batch). With ``group_aware=True`` such pairs are positives that
 share the clip's mass; with ``group_aware=False`` they count as negatives, as in the reference
 code of the paper.
+
+``"mltm-reference"`` (:func:`mltm_reference_loss`) reproduces the objective of the paper's
+published code (square-rooted cost, POT's plain Sinkhorn differentiated through its
+iterations, target :math:`I/B`; see :mod:`sklearn_ltm.reference`).
 """
 
 from __future__ import annotations
@@ -16,17 +20,20 @@ import numbers
 import numpy as np
 import torch
 
+from .reference import reference_plan, root_normalized_cost
 from .transport import DIFFERENTIATION_MODES, partial_sinkhorn, sinkhorn
 
 __all__ = [
     "LOSS_NAMES",
     "ContrastiveLoss",
     "MLTMLoss",
+    "MLTMReferenceLoss",
     "TripletLoss",
     "ground_truth_plan",
     "info_nce_loss",
     "make_loss",
     "mltm_loss",
+    "mltm_reference_loss",
     "triplet_loss",
 ]
 
@@ -133,6 +140,7 @@ def mltm_loss(
     max_iter=1000,
     tol=1e-6,
     differentiation="implicit",
+    sqrt_cost=False,
 ):
     r"""Mini-batch Learning-to-Match loss: KL from the ground-truth plan to the OT plan.
 
@@ -167,6 +175,10 @@ def mltm_loss(
         See :func:`ground_truth_plan`.
     max_iter, tol, differentiation
         Passed to the solver.
+    sqrt_cost : bool, default=False
+        Use :math:`\sqrt{C}` (before the normalisation) instead of the squared cost, as the
+        reference code does (:func:`sklearn_ltm.reference.root_normalized_cost`). Costs of
+        exactly 0 get a zero gradient instead of an infinite one.
 
     Returns
     -------
@@ -185,6 +197,8 @@ def mltm_loss(
     groups = _check_groups(groups, cost.shape[0], cost.device)
     epsilon = _check_real(epsilon, "epsilon", 0.0)
     mass_fraction = _check_real(mass_fraction, "mass_fraction", 0.0, 1.0)
+    if sqrt_cost:
+        cost = torch.sqrt(cost.clamp_min(torch.finfo(cost.dtype).tiny))
     if normalize_cost:
         cost = cost / cost.max().clamp_min(torch.finfo(cost.dtype).tiny)
     options = dict(max_iter=max_iter, tol=tol, differentiation=differentiation, log_plan=True)
@@ -194,6 +208,62 @@ def mltm_loss(
         log_plan = sinkhorn(cost, epsilon, **options)
     target = ground_truth_plan(groups, group_aware, dtype=log_plan.dtype, device=cost.device)
     return -(target * log_plan).sum() + math.log(mass_fraction)
+
+
+def mltm_reference_loss(
+    cost, groups=None, *, epsilon=0.03, mass_fraction=1.0, max_iter=1000, tol=None
+):
+    r"""The m-LTM objective of the paper's published code, with POT as its solver.
+
+    With :math:`S` the squared cost of the batch (a ground metric's output; the reference
+    uses the diagonal metric, see :func:`sklearn_ltm.reference.reference_cost`),
+    :math:`C = \sqrt{S} / \max \sqrt{S}` (:func:`~sklearn_ltm.reference.root_normalized_cost`),
+    :math:`P` POT's plain Sinkhorn plan between uniform marginals, differentiated by autograd
+    through every iteration (:func:`~sklearn_ltm.reference.reference_plan`; partial OT for
+    ``mass_fraction < 1``), and the target :math:`I/B`:
+
+    .. math:: L = -\sum_{ij} \frac{\delta_{ij}}{B} \log P_{ij} = -\frac{1}{B} \sum_i \log P_{ii}.
+
+    Captions of the same clip in one batch count as negatives (the target ignores
+    ``groups``), and no :math:`\log s` shift is applied for partial OT, as in the code. Only
+    the diagonal of the plan enters, so an off-diagonal entry that underflows to 0 cannot
+    turn the loss into NaN (``0 * log 0``), the one place where this differs from a literal
+    ``sum(-pi_hat * log(pi))``; where that is finite both are equal.
+
+    Parameters
+    ----------
+    cost : Tensor of shape (B, B)
+        Squared cost between caption ``i`` and audio ``j`` (>= 0).
+    groups : int Tensor of shape (B,), optional
+        Clip ids; checked for shape, not used by the target.
+    epsilon : float, default=0.03
+        Entropic regularisation (POT's ``reg``) on the normalised root cost.
+    mass_fraction : float, default=1.0
+        POT's ``m`` of the entropic partial plan when < 1.
+    max_iter : int, default=1000
+        POT's ``numItermax``.
+    tol : float or None, default=None
+        POT's ``stopThr``; ``None``: POT's default (``1e-9`` full, ``1e-100`` partial).
+
+    Returns
+    -------
+    Tensor
+        Scalar loss.
+
+    Examples
+    --------
+    >>> import math, torch
+    >>> cost = 1.0 - torch.eye(4, dtype=torch.float64)
+    >>> loss = mltm_reference_loss(cost, epsilon=0.01)
+    >>> round(loss.item(), 4), round(math.log(4), 4)
+    (1.3863, 1.3863)
+    """
+    _check_cost(cost)
+    if groups is not None:
+        _check_groups(groups, cost.shape[0], cost.device)
+    plan = reference_plan(root_normalized_cost(cost), epsilon, mass_fraction=mass_fraction,
+                          max_iter=max_iter, tol=tol)
+    return -torch.log(plan.diagonal()).sum() / cost.shape[0]
 
 
 def info_nce_loss(cost, groups, *, temperature=0.07, group_aware=True):
@@ -341,6 +411,7 @@ class MLTMLoss(_BatchLoss):
         max_iter=1000,
         tol=1e-6,
         differentiation="implicit",
+        sqrt_cost=False,
     ):
         _check_real(epsilon, "epsilon", 0.0)
         _check_real(mass_fraction, "mass_fraction", 0.0, 1.0)
@@ -357,7 +428,35 @@ class MLTMLoss(_BatchLoss):
             max_iter=max_iter,
             tol=tol,
             differentiation=differentiation,
+            sqrt_cost=bool(sqrt_cost),
         )
+
+
+class MLTMReferenceLoss(_BatchLoss):
+    """Module form of :func:`mltm_reference_loss` (parameters as there).
+
+    Examples
+    --------
+    >>> import torch
+    >>> loss = MLTMReferenceLoss(epsilon=0.1)
+    >>> cost = torch.rand(6, 6, dtype=torch.float64, requires_grad=True)
+    >>> loss(cost, torch.arange(6)).backward()
+    >>> bool(torch.isfinite(cost.grad).all())
+    True
+    """
+
+    name = "mltm-reference"
+    _function = staticmethod(mltm_reference_loss)
+
+    def __init__(self, *, epsilon=0.03, mass_fraction=1.0, max_iter=1000, tol=None):
+        _check_real(epsilon, "epsilon", 0.0)
+        _check_real(mass_fraction, "mass_fraction", 0.0, 1.0)
+        if tol is not None:
+            _check_real(tol, "tol", 0.0)
+        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+            raise ValueError(f"max_iter={max_iter!r} is not accepted; it must be an integer >= 1.")
+        super().__init__(epsilon=epsilon, mass_fraction=mass_fraction, max_iter=int(max_iter),
+                         tol=tol)
 
 
 class ContrastiveLoss(_BatchLoss):
@@ -396,7 +495,9 @@ class TripletLoss(_BatchLoss):
         super().__init__(margin=margin, group_aware=group_aware)
 
 
-_LOSSES = {cls.name: cls for cls in (MLTMLoss, ContrastiveLoss, TripletLoss)}
+_LOSSES = {
+    cls.name: cls for cls in (MLTMLoss, ContrastiveLoss, TripletLoss, MLTMReferenceLoss)
+}
 
 #: Names accepted by :func:`make_loss`.
 LOSS_NAMES = tuple(_LOSSES)
@@ -412,18 +513,25 @@ def make_loss(
     temperature=0.07,
     margin=0.2,
     max_iter=1000,
-    tol=1e-6,
+    tol=None,
     differentiation="implicit",
+    sqrt_cost=False,
 ):
     """Build a batch loss by name; parameters that do not apply to it are ignored.
 
     Parameters
     ----------
-    name : {"mltm", "contrastive", "triplet"}
-        m-LTM (:func:`mltm_loss`), symmetric InfoNCE (:func:`info_nce_loss`) or hardest-negative
-        triplet (:func:`triplet_loss`).
-    epsilon, mass_fraction, normalize_cost, max_iter, tol, differentiation
-        m-LTM only.
+    name : {"mltm", "contrastive", "triplet", "mltm-reference"}
+        m-LTM (:func:`mltm_loss`), symmetric InfoNCE (:func:`info_nce_loss`), hardest-negative
+        triplet (:func:`triplet_loss`) or the paper code's m-LTM objective
+        (:func:`mltm_reference_loss`).
+    epsilon, mass_fraction, max_iter
+        m-LTM and m-LTM reference.
+    tol : float or None, default=None
+        Solver tolerance of m-LTM and m-LTM reference; ``None``: each loss's default
+        (``1e-6`` for m-LTM, POT's own for the reference).
+    normalize_cost, differentiation, sqrt_cost
+        m-LTM only (the reference always roots and normalises, and unrolls POT's iterations).
     group_aware : bool, default=True
         All losses.
     temperature : float, default=0.07
@@ -439,9 +547,11 @@ def make_loss(
     Examples
     --------
     >>> make_loss("mltm", epsilon=0.1, mass_fraction=0.9)
-    MLTMLoss(epsilon=0.1, mass_fraction=0.9, normalize_cost=True, group_aware=True, max_iter=1000, tol=1e-06, differentiation='implicit')
+    MLTMLoss(epsilon=0.1, mass_fraction=0.9, normalize_cost=True, group_aware=True, max_iter=1000, tol=1e-06, differentiation='implicit', sqrt_cost=False)
     >>> make_loss("triplet").name
     'triplet'
+    >>> make_loss("mltm-reference", epsilon=0.03)
+    MLTMReferenceLoss(epsilon=0.03, mass_fraction=1.0, max_iter=1000, tol=None)
     """
     if name not in _LOSSES:
         raise ValueError(
@@ -454,8 +564,13 @@ def make_loss(
             normalize_cost=normalize_cost,
             group_aware=group_aware,
             max_iter=max_iter,
-            tol=tol,
+            tol=1e-6 if tol is None else tol,
             differentiation=differentiation,
+            sqrt_cost=sqrt_cost,
+        )
+    if name == "mltm-reference":
+        return MLTMReferenceLoss(
+            epsilon=epsilon, mass_fraction=mass_fraction, max_iter=max_iter, tol=tol
         )
     if name == "contrastive":
         return ContrastiveLoss(temperature=temperature, group_aware=group_aware)

@@ -73,7 +73,7 @@ _CUSTOM = "<custom module>"
 #: Parameters holding a component (or a name resolved by that kind's registry).
 _COMPONENT_PARAMS = ("audio_encoder", "text_encoder", "metric", "loss", "optimizer",
                      "lr_schedule")
-_DEFAULT_EPSILON, _DEFAULT_MASS, _DEFAULT_VALIDATION = 0.05, 1.0, 0.1
+_DEFAULT_EPSILON, _DEFAULT_MASS, _DEFAULT_VALIDATION = 0.1, 1.0, 0.1
 
 
 def _read_checkpoint(path):
@@ -94,8 +94,9 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
     r"""Audio-text retrieval by mini-batch Learning-to-Match (m-LTM).
 
     Within each mini-batch of (caption, clip) pairs an entropic optimal-transport plan between
-    caption and audio embeddings is computed under a learned ground metric (a full
-    Mahalanobis metric :math:`M = L^\top L` by default), and the loss pulls that plan towards
+    caption and audio embeddings is computed under a ground metric (by default the squared
+    Euclidean distance of the learned embeddings; a learned Mahalanobis metric
+    :math:`M = L^\top L` with ``metric="mahalanobis"``), and the loss pulls that plan towards
     the ground-truth matching (Luong et al., ICLR 2024). With ``mass_fraction < 1`` the plan is
     a partial transport plan, which lets misaligned training pairs go unmatched.
 
@@ -122,15 +123,19 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         2-D float ``y``, ``"scratch"`` (:class:`~sklearn_ltm.components.ScratchText`, trained
         from scratch, vocabulary built in ``fit``) for strings. Any other string is a Hugging
         Face model name or local path (:class:`~sklearn_ltm.components.HuggingFaceText`).
-    metric : str or GroundMetricComponent, default="mahalanobis"
-        Ground metric: ``"mahalanobis"`` (``metric__rank``, ``metric__learning_rate``),
-        ``"diagonal"``, ``"euclidean"`` or ``"cosine"``.
+    metric : str or GroundMetricComponent, default="euclidean"
+        Ground metric: ``"euclidean"``, ``"mahalanobis"`` (``metric__rank``,
+        ``metric__learning_rate``), ``"diagonal"`` or ``"cosine"``.
     loss : str or LossComponent, default="mltm"
         ``"mltm"`` (OT plan against the ground-truth plan; ``loss__max_iter``,
-        ``loss__tol``, ``loss__normalize_cost``, ``loss__group_aware``), ``"contrastive"``
-        (symmetric InfoNCE, ``loss__temperature``) or ``"triplet"`` (hardest negatives,
+        ``loss__tol``, ``loss__normalize_cost``, ``loss__group_aware``,
+        ``loss__sqrt_cost``, default ``True``: transport on the square-rooted cost),
+        ``"mltm-reference"`` (the paper code's objective,
+        :class:`~sklearn_ltm.components.MLTMReference`; its full settings are
+        :data:`sklearn_ltm.reference.REFERENCE_TRAINING`), ``"contrastive"`` (symmetric
+        InfoNCE, ``loss__temperature``) or ``"triplet"`` (hardest negatives,
         ``loss__margin``).
-    epsilon : float, default=0.05
+    epsilon : float, default=0.1
         Entropic regularisation of the batch OT plan, > 0 (m-LTM losses only: a warning
         says when it is set for another loss).
     mass_fraction : float, default=1.0
@@ -247,8 +252,8 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    def __init__(self, audio_encoder="auto", text_encoder="auto", *, metric="mahalanobis",
-                 loss="mltm", epsilon=0.05, mass_fraction=1.0, noise_ratio=0.0,
+    def __init__(self, audio_encoder="auto", text_encoder="auto", *, metric="euclidean",
+                 loss="mltm", epsilon=0.1, mass_fraction=1.0, noise_ratio=0.0,
                  embedding_dim=256, hidden_dim=None, batch_size=128, max_epochs=20,
                  learning_rate=1e-3, optimizer="adam", lr_schedule="constant",
                  early_stopping=True, validation_fraction=0.1, warm_start=False,

@@ -44,7 +44,8 @@ def test_top_level_parameters_are_at_most_22():
 
 
 def test_deep_params_show_the_default_component_of_a_name():
-    params = LTMRetriever(audio_encoder="cnn14", text_encoder="scratch").get_params(deep=True)
+    params = LTMRetriever(audio_encoder="cnn14", text_encoder="scratch",
+                          metric="mahalanobis").get_params(deep=True)
     assert params["loss__max_iter"] == 1000 and params["metric__rank"] is None
     assert params["audio_encoder__architecture"] == "cnn14"
     assert params["audio_encoder__weights"] is None
@@ -56,8 +57,8 @@ def test_deep_params_show_the_default_component_of_a_name():
 
 
 def test_set_params_turns_a_name_into_its_component():
-    est = LTMRetriever().set_params(loss="contrastive", loss__temperature=0.2,
-                                    metric__rank=4, early_stopping__patience=2)
+    est = LTMRetriever(metric="mahalanobis").set_params(
+        loss="contrastive", loss__temperature=0.2, metric__rank=4, early_stopping__patience=2)
     assert repr(est.loss) == "Contrastive(temperature=0.2)"
     assert repr(est.metric) == "Mahalanobis(rank=4)"
     assert est.early_stopping.patience == 2
@@ -292,3 +293,29 @@ def test_registered_components_work_by_name_on_the_command_line(plugin, tmp_path
                           timeout=300)
     assert bare.returncode == 2
     assert "band-energies" in bare.stderr and "import the module that registers it" in bare.stderr
+
+
+def test_mltm_sqrt_cost_is_a_loss_parameter_and_the_default():
+    import torch
+
+    from sklearn_ltm.losses import mltm_loss
+
+    assert LTMRetriever().get_params()["loss__sqrt_cost"] is True
+    est = LTMRetriever().set_params(loss__sqrt_cost=False)
+    assert repr(est.loss) == "MLTM(sqrt_cost=False)"
+    cost = torch.rand(6, 6, dtype=torch.float64) * 3
+    groups = torch.arange(6)
+    rooted = MLTM().build(epsilon=0.1, mass_fraction=1.0)(cost, groups)
+    squared = MLTM(sqrt_cost=False).build(epsilon=0.1, mass_fraction=1.0)(cost, groups)
+    torch.testing.assert_close(rooted, mltm_loss(cost, groups, epsilon=0.1, sqrt_cost=True))
+    torch.testing.assert_close(squared, mltm_loss(cost, groups, epsilon=0.1))
+    assert not torch.isclose(rooted, squared)
+    with pytest.raises(ValueError, match="'sqrt_cost' parameter of MLTM"):
+        MLTM(sqrt_cost="yes").validate()
+
+
+def test_study_defaults_live_in_the_estimator():
+    est = LTMRetriever()
+    assert (est.epsilon, est.metric, est.mass_fraction, est.loss) == (0.1, "euclidean", 1.0,
+                                                                       "mltm")
+    assert "mltm-reference" in LOSSES

@@ -296,3 +296,31 @@ def test_bad_hyperparameters(kwargs, match):
     name = "triplet" if "margin" in kwargs else "contrastive" if "temperature" in kwargs else "mltm"
     with pytest.raises(ValueError, match=match):
         make_loss(name, **kwargs)
+
+
+# ------------------------------------------------------------------ square-rooted cost option
+def test_mltm_sqrt_cost_equals_loss_on_rooted_cost_and_default_is_squared():
+    cost = _batch_cost(size=7, seed=4).requires_grad_()
+    rooted = cost.detach().sqrt().requires_grad_()
+    value = mltm_loss(cost, torch.arange(7), epsilon=0.05, sqrt_cost=True)
+    expected = mltm_loss(rooted, torch.arange(7), epsilon=0.05)
+    torch.testing.assert_close(value, expected)
+    value.backward()
+    expected.backward()
+    # chain rule through the root: d/dC = d/d sqrt(C) / (2 sqrt(C))
+    torch.testing.assert_close(cost.grad, rooted.grad / (2 * rooted.detach()))
+    squared = mltm_loss(cost.detach(), torch.arange(7), epsilon=0.05)
+    assert not torch.isclose(squared, value.detach())
+    assert make_loss("mltm", sqrt_cost=True).params["sqrt_cost"] is True
+    assert MLTMLoss().params["sqrt_cost"] is False
+
+
+def test_mltm_sqrt_cost_zero_entries_have_finite_gradient():
+    cost = (1.0 - torch.eye(4, dtype=torch.float64)).requires_grad_()
+    mltm_loss(cost, torch.arange(4), epsilon=0.1, sqrt_cost=True).backward()
+    assert bool(torch.isfinite(cost.grad).all())
+
+
+def test_make_loss_names_include_reference():
+    assert "mltm-reference" in LOSS_NAMES
+    assert make_loss("mltm").params["tol"] == 1e-6  # unchanged default of m-LTM

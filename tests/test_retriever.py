@@ -330,7 +330,8 @@ def test_low_rank_mahalanobis_metric(data, tmp_path):
         LTMRetriever(**FAST, metric="cosine").set_params(metric__rank=4)
     with pytest.raises(ValueError, match=r"metric__rank=17 is outside the accepted range "
                                          r"\[1, embedding_dim=16\]"):
-        LTMRetriever(**FAST).set_params(metric__rank=17).fit(audio[:10], text[:10])
+        LTMRetriever(**FAST, metric="mahalanobis").set_params(metric__rank=17).fit(
+            audio[:10], text[:10])
 
 
 def test_sinkhorn_iteration_cap_is_honoured(data):
@@ -349,5 +350,6 @@ def test_metric_learning_rate_zero_keeps_the_identity_metric(data):
     est = LTMRetriever(**{**FAST, "max_epochs": 3}, metric=Mahalanobis(learning_rate=0.0))
     est.fit(audio[:100], text[:100])
     torch.testing.assert_close(est.model_.metric.L.detach(), torch.eye(16))
-    moved = LTMRetriever(**{**FAST, "max_epochs": 3}).fit(audio[:100], text[:100])
+    moved = LTMRetriever(**{**FAST, "max_epochs": 3}, metric="mahalanobis").fit(audio[:100],
+                                                                              text[:100])
     assert not torch.allclose(moved.model_.metric.L.detach(), torch.eye(16))

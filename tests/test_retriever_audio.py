@@ -6,7 +6,7 @@ import soundfile as sf
 import torch
 
 from sklearn_ltm import LTMRetriever
-from sklearn_ltm.components import ModuleAudio, PANNs
+from sklearn_ltm.components import MLTM, ModuleAudio, PANNs
 
 SR = 16000
 SMALL = dict(embedding_dim=8, batch_size=4, max_epochs=2, validation_fraction=0.0,
@@ -70,16 +70,19 @@ def test_waveform_arrays_resampled_from_sample_rate(clips):
 
     waves = np.stack([soundfile.read(p)[0].mean(1) for p in paths[::2]]).astype(np.float32)
     waves = np.repeat(waves, 2, axis=0)
-    # a frozen encoder, so that tiny resampling differences are not amplified by training
+    # a frozen encoder, so that tiny resampling differences are not amplified by training;
+    # the former defaults (Mahalanobis metric, epsilon 0.05, squared cost), on which the
+    # control's margin below was set
+    small = {**SMALL, "metric": "mahalanobis", "epsilon": 0.05, "loss": MLTM(sqrt_cost=False)}
     est = LTMRetriever(audio_encoder=cnn10(sample_rate=SR, freeze=True),
-                       **SMALL).fit(waves, captions)
+                       **small).fit(waves, captions)
     assert est.audio_input_kind_ == "waveforms"
-    from_files = LTMRetriever(audio_encoder=cnn10(freeze=True), **SMALL).fit(paths, captions)
+    from_files = LTMRetriever(audio_encoder=cnn10(freeze=True), **small).fit(paths, captions)
     # the same audio at the same model rate: files and arrays give the same embeddings
     expected = from_files.transform(paths[:4:2])
     np.testing.assert_allclose(est.transform(waves[:4:2]), expected, atol=1e-2)
     # control: the same arrays taken as if already at the model rate give other embeddings
-    unresampled = LTMRetriever(audio_encoder=cnn10(freeze=True), **SMALL).fit(waves, captions)
+    unresampled = LTMRetriever(audio_encoder=cnn10(freeze=True), **small).fit(waves, captions)
     assert np.abs(unresampled.transform(waves[:4:2]) - expected).max() > 0.05
 
 

@@ -139,7 +139,7 @@ def test_fine_tuning_a_loaded_model_keeps_the_scratch_vocabulary(data, tmp_path)
     assert again < first and abs(again - last) < abs(again - first)  # goes on from the end
     with pytest.raises(ValueError, match="built with embedding_dim=16; embedding_dim is now 8"):
         loaded.set_params(embedding_dim=8).fit(audio[:10], captions[:10])
-    with pytest.raises(ValueError, match="whose metric is Mahalanobis"):
+    with pytest.raises(ValueError, match=r"whose metric is Euclidean\(\); metric is now Cosine"):
         loaded.set_params(embedding_dim=16, metric="cosine").fit(audio[:10], captions[:10])
 
 
@@ -197,7 +197,9 @@ def _v1_payload(est):
 
 def test_format_1_models_still_load(data, tmp_path):
     audio, text, _ = data
-    est = LTMRetriever(**FAST).fit(audio[:100], text[:100])
+    # format 1 models were trained with the former defaults (Mahalanobis, squared cost)
+    est = LTMRetriever(**FAST, metric="mahalanobis", epsilon=0.05,
+                       loss=MLTM(sqrt_cost=False)).fit(audio[:100], text[:100])
     torch.save(_v1_payload(est), tmp_path / "v1.pt")
     old = LTMRetriever.load(tmp_path / "v1.pt")
     np.testing.assert_array_equal(old.transform(audio[:20]), est.transform(audio[:20]))
@@ -205,6 +207,9 @@ def test_format_1_models_still_load(data, tmp_path):
     params = old.get_params()
     assert params["loss__max_iter"] == 1000 and params["early_stopping__patience"] == 5
     assert params["optimizer__gradient_clip"] == 2.0 and params["epsilon"] == 0.05
+    # the squared cost they were trained on, not today's default root
+    assert params["loss__sqrt_cost"] is False and old.loss_.sqrt_cost is False
+    assert old.metric_.registered_name() == "mahalanobis"
     payload = _v1_payload(est)
     payload["format_version"] = 7
     torch.save(payload, tmp_path / "v7.pt")
@@ -212,11 +217,31 @@ def test_format_1_models_still_load(data, tmp_path):
         LTMRetriever.load(tmp_path / "v7.pt")
 
 
+def test_models_saved_before_sqrt_cost_keep_the_squared_cost(data, tmp_path):
+    audio, text, _ = data
+    est = LTMRetriever(**{**FAST, "max_epochs": 1}, loss=MLTM(sqrt_cost=False)).fit(
+        audio[:40], text[:40])
+    est.save(tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    # as a file of format 2 written before the option existed: loss="mltm", no sqrt_cost
+    payload["params"]["loss"] = "mltm"
+    del payload["fitted_components"]["loss"]["params"]["sqrt_cost"]
+    torch.save(payload, tmp_path / "old.pt")
+    old = LTMRetriever.load(tmp_path / "old.pt")
+    assert old.get_params()["loss__sqrt_cost"] is False and old.loss_.sqrt_cost is False
+    # a file that names the loss with today's default keeps today's default
+    assert LTMRetriever.load(tmp_path / "m.pt").loss_.sqrt_cost is False
+    LTMRetriever(**{**FAST, "max_epochs": 1}).fit(audio[:40], text[:40]).save(tmp_path / "n.pt")
+    assert LTMRetriever.load(tmp_path / "n.pt").get_params()["loss__sqrt_cost"] is True
+
+
 def test_loss_component_parameters_reach_the_loss(data):
     audio, text, _ = data
     from sklearn.exceptions import ConvergenceWarning
 
-    est = LTMRetriever(**{**FAST, "max_epochs": 1}, loss=MLTM(max_iter=7, tol=1e-3))
+    # the former defaults, on which 7 iterations are known to miss tol=1e-3
+    est = LTMRetriever(**{**FAST, "max_epochs": 1}, metric="mahalanobis", epsilon=0.05,
+                       loss=MLTM(max_iter=7, tol=1e-3, sqrt_cost=False))
     with pytest.warns(ConvergenceWarning, match="max_iter=7"):
         est.fit(audio[:64], text[:64])
     assert est.loss_.max_iter == 7

@@ -12,7 +12,8 @@ audio_encoder      ``AUDIO_ENCODERS``      features, cnn10, cnn14, resnet38, ais
 text_encoder       ``TEXT_ENCODERS``       features, scratch (any other string: a
                                            Hugging Face model)
 metric             ``METRICS``             mahalanobis, diagonal, euclidean, cosine
-loss               ``LOSSES``              mltm, contrastive, triplet
+loss               ``LOSSES``              mltm, contrastive, triplet,
+                                           mltm-reference
 optimizer          ``OPTIMIZERS``          adam, adamw
 lr_schedule        ``LR_SCHEDULES``        constant, cosine, step
 =================  ======================  ==========================================
@@ -39,7 +40,7 @@ from .encoders import (
     WaveformEncoder,
 )
 from .ground_metric import Cosine, Diagonal, Euclidean, GroundMetricComponent, Mahalanobis
-from .losses import MLTM, Contrastive, LossComponent, Triplet
+from .losses import MLTM, Contrastive, LossComponent, MLTMReference, Triplet
 from .optimizers import Adam, AdamW, OptimizerComponent
 from .schedules import ConstantLR, CosineLR, LRSchedule, StepLR
 
@@ -51,7 +52,7 @@ __all__ = [
     "AudioEncoder", "AudioFeatures", "WaveformEncoder", "PANNs", "Aisfx", "ModuleAudio",
     "TextEncoder", "TextFeatures", "ScratchText", "HuggingFaceText", "ModuleText",
     "GroundMetricComponent", "Mahalanobis", "Diagonal", "Euclidean", "Cosine",
-    "LossComponent", "MLTM", "Contrastive", "Triplet",
+    "LossComponent", "MLTM", "MLTMReference", "Contrastive", "Triplet",
     "OptimizerComponent", "Adam", "AdamW",
     "LRSchedule", "ConstantLR", "CosineLR", "StepLR",
 ]
@@ -79,6 +80,7 @@ METRICS.register("cosine", Cosine)
 LOSSES.register("mltm", MLTM)
 LOSSES.register("contrastive", Contrastive)
 LOSSES.register("triplet", Triplet)
+LOSSES.register("mltm-reference", MLTMReference)
 OPTIMIZERS.register("adam", Adam)
 OPTIMIZERS.register("adamw", AdamW)
 LR_SCHEDULES.register("constant", ConstantLR)

@@ -98,7 +98,7 @@ class Registry:
     >>> LOSSES.create("hinge")
     Traceback (most recent call last):
     ...
-    ValueError: loss='hinge' is not a registered loss; use one of 'mltm', 'contrastive', 'triplet' (or register it with sklearn_ltm.components.register_loss).
+    ValueError: loss='hinge' is not a registered loss; use one of 'mltm', 'contrastive', 'triplet', 'mltm-reference' (or register it with sklearn_ltm.components.register_loss).
     """
 
     def __init__(self, kind: str, base: type):

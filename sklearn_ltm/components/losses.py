@@ -23,7 +23,7 @@ from .._validation import StrOptions, positive_float, positive_int
 from ..transport import DIFFERENTIATION_MODES
 from ._base import Component
 
-__all__ = ["LossComponent", "MLTM", "Contrastive", "Triplet"]
+__all__ = ["LossComponent", "MLTM", "MLTMReference", "Contrastive", "Triplet"]
 
 
 class LossComponent(Component):
@@ -61,11 +61,16 @@ class MLTM(LossComponent):
         Marginal-violation tolerance of the batch solver.
     differentiation : {"implicit", "truncated", "unrolled"}, default="implicit"
         How gradients go through the solver.
+    sqrt_cost : bool, default=True
+        Transport on the square root of the squared ground cost (then divided by its
+        maximum when ``normalize_cost``), as the paper's code does; ``False``: on the squared
+        cost, as the paper's text writes it. The default comes from the quality study
+        (``benchmarks/results/quality.md``, :doc:`/user_guide/quality`).
 
     Examples
     --------
     >>> MLTM(max_iter=200).build(epsilon=0.1, mass_fraction=0.8)
-    MLTMLoss(epsilon=0.1, mass_fraction=0.8, normalize_cost=True, group_aware=True, max_iter=200, tol=1e-06, differentiation='implicit')
+    MLTMLoss(epsilon=0.1, mass_fraction=0.8, normalize_cost=True, group_aware=True, max_iter=200, tol=1e-06, differentiation='implicit', sqrt_cost=True)
     """
 
     uses_transport = True
@@ -75,15 +80,17 @@ class MLTM(LossComponent):
         "max_iter": [positive_int()],
         "tol": [positive_float()],
         "differentiation": [StrOptions(set(DIFFERENTIATION_MODES))],
+        "sqrt_cost": ["boolean"],
     }
 
     def __init__(self, *, normalize_cost=True, group_aware=True, max_iter=1000, tol=1e-6,
-                 differentiation="implicit"):
+                 differentiation="implicit", sqrt_cost=True):
         self.normalize_cost = normalize_cost
         self.group_aware = group_aware
         self.max_iter = max_iter
         self.tol = tol
         self.differentiation = differentiation
+        self.sqrt_cost = sqrt_cost
 
     def build(self, *, epsilon, mass_fraction):
         from ..losses import MLTMLoss
@@ -91,7 +98,47 @@ class MLTM(LossComponent):
         return MLTMLoss(epsilon=epsilon, mass_fraction=mass_fraction,
                         normalize_cost=self.normalize_cost, group_aware=self.group_aware,
                         max_iter=self.max_iter, tol=self.tol,
-                        differentiation=self.differentiation)
+                        differentiation=self.differentiation, sqrt_cost=self.sqrt_cost)
+
+
+class MLTMReference(LossComponent):
+    """The m-LTM objective of the paper's published code (:func:`sklearn_ltm.losses.mltm_reference_loss`).
+
+    The batch cost is square-rooted and divided by its maximum, the plan is POT's plain
+    Sinkhorn between uniform marginals (entropic partial OT when ``mass_fraction < 1``),
+    differentiated by autograd through every iteration, and the target is :math:`I/B`:
+    captions of one clip in a batch count as negatives. The estimator's ``epsilon`` and
+    ``mass_fraction`` apply. There is no ``normalize_cost``, ``group_aware``, ``sqrt_cost``
+    or ``differentiation`` here: the reference fixes all four (``loss__group_aware=...``
+    is refused by ``set_params`` as an unknown parameter). The code's full settings are
+    :data:`sklearn_ltm.reference.REFERENCE_TRAINING`.
+
+    Parameters
+    ----------
+    max_iter : int, default=1000
+        POT's ``numItermax`` (a ``ConvergenceWarning`` says when it is reached).
+    tol : float or None, default=None
+        POT's ``stopThr``; ``None``: POT's default, ``1e-9`` for full and ``1e-100`` for
+        partial OT, as the reference code calls them.
+
+    Examples
+    --------
+    >>> MLTMReference().build(epsilon=0.03, mass_fraction=1.0)
+    MLTMReferenceLoss(epsilon=0.03, mass_fraction=1.0, max_iter=1000, tol=None)
+    """
+
+    uses_transport = True
+    _parameter_constraints = {"max_iter": [positive_int()], "tol": [positive_float(), None]}
+
+    def __init__(self, *, max_iter=1000, tol=None):
+        self.max_iter = max_iter
+        self.tol = tol
+
+    def build(self, *, epsilon, mass_fraction):
+        from ..losses import MLTMReferenceLoss
+
+        return MLTMReferenceLoss(epsilon=epsilon, mass_fraction=mass_fraction,
+                                 max_iter=self.max_iter, tol=self.tol)
 
 
 class Contrastive(LossComponent):
