@@ -14,12 +14,14 @@ from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from sklearn_ltm._progress import map_in_chunks
 from sklearn_ltm.metrics import _check_embeddings, negative_squared_distances
 from sklearn_ltm.rerank import _check_sinkhorn_options, transductive_log_plan
 
 __all__ = ["ZeroShotAudioClassifier"]
 
 _UNIT_NORM_TOLERANCE = 1e-3
+_PROGRESS_CHUNK = 256
 
 
 def _check_templates(template) -> list[str]:
@@ -89,6 +91,8 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
     underscores_as_spaces : bool, default=True
         Write ``"chirping_birds"`` as ``"chirping birds"`` in the captions (ESC-50 names).
         ``classes_`` keeps the names as given.
+    verbose : int, default=0
+        Above 0, show the progress of embedding the prompts and the clips on stderr (tqdm).
 
     Attributes
     ----------
@@ -120,7 +124,8 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, retriever, template="This is a sound of {}.", *, temperature=0.1,
-                 balanced=False, epsilon=0.05, n_iter=1000, underscores_as_spaces=True):
+                 balanced=False, epsilon=0.05, n_iter=1000, underscores_as_spaces=True,
+                 verbose=0):
         self.retriever = retriever
         self.template = template
         self.temperature = temperature
@@ -128,6 +133,7 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
         self.epsilon = epsilon
         self.n_iter = n_iter
         self.underscores_as_spaces = underscores_as_spaces
+        self.verbose = verbose
 
     def _check_params(self) -> list[str]:
         for method in ("transform", "embed_text"):
@@ -147,6 +153,9 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
                 f"underscores_as_spaces={self.underscores_as_spaces!r} must be True or False."
             )
         _check_sinkhorn_options(self.epsilon, self.n_iter, 0.0, 1)
+        v = self.verbose
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+            raise ValueError(f"verbose={v!r} must be an int >= 0 (0: silent).")
         return templates
 
     def fit(self, X, y):
@@ -178,7 +187,10 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
         names = [c.replace("_", " ") if self.underscores_as_spaces else c for c in classes]
         prompts = [[t.replace("{}", name) for t in templates] for name in names]
         flat = [p for per_class in prompts for p in per_class]
-        emb = _check_embeddings(self.retriever.embed_text(flat), "retriever.embed_text")
+        emb = map_in_chunks(self.retriever.embed_text, flat, chunk_size=_PROGRESS_CHUNK,
+                            verbose=self.verbose, desc="zero-shot: embedding prompts",
+                            unit="prompt")
+        emb = _check_embeddings(emb, "retriever.embed_text")
         if emb.shape[0] != len(flat):
             raise ValueError(f"retriever.embed_text returned {emb.shape[0]} rows for "
                              f"{len(flat)} captions; one row each expected.")
@@ -197,7 +209,10 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
         self._check_params()
         if isinstance(X, (str, bytes)) or not hasattr(X, "__len__") or len(X) == 0:
             raise ValueError("X must be a non-empty array or sequence of clips.")
-        audio = _check_embeddings(self.retriever.transform(X), "retriever.transform")
+        audio = map_in_chunks(self.retriever.transform, X, chunk_size=_PROGRESS_CHUNK,
+                              verbose=self.verbose, desc="zero-shot: embedding clips",
+                              unit="clip")
+        audio = _check_embeddings(audio, "retriever.transform")
         if audio.shape[1] != self.class_embeddings_.shape[1]:
             raise ValueError(
                 f"retriever.transform gives dimension {audio.shape[1]} but the class embeddings "
