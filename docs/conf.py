@@ -56,6 +56,7 @@ exclude_patterns = [
     "auto_examples/*.ipynb",
     "auto_examples/*.py",
     "sg_execution_times.rst",
+    "auto_examples/sg_execution_times.rst",
 ]
 root_doc = "index"
 default_role = "literal"
@@ -90,6 +91,8 @@ sphinx_gallery_conf = {
     "show_memory": False,
     "abort_on_example_error": False,
     "only_warn_on_example_error": False,
+    # its page loads jQuery and DataTables from CDNs: the built site must work offline
+    "write_computation_times": False,
 }
 
 # The gallery trains small models; one thread is the fastest on a shared or small machine
