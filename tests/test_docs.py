@@ -277,3 +277,84 @@ def test_index_quick_start_runs_as_written(tmp_path, monkeypatch):
     scores = evaluate(namespace["model"], namespace["X"][namespace["test"]],
                       list(namespace["y"][namespace["test"]]))
     assert scores["t2a_R@10"] > 0.3
+
+
+# ------------------------------------------------------------------ the built site
+# scripts/test.sh runs these again after the Sphinx build (SKLEARN_LTM_DOCS_HTML names the
+# output); in the main test run they check an earlier build when there is one.
+def _built_site() -> Path:
+    import os
+
+    site = Path(os.environ.get("SKLEARN_LTM_DOCS_HTML", DOCS / "_build" / "html"))
+    if not (site / "index.html").is_file():
+        pytest.skip(f"no built documentation at {site} (scripts/test.sh builds it)")
+    return site
+
+
+class _TextOutsideCode:
+    """Collect the text of an HTML page outside code, maths, scripts and styles."""
+
+    SKIPPED = {"pre", "code", "script", "style", "kbd", "samp", "textarea"}
+
+    def __init__(self):
+        from html.parser import HTMLParser
+
+        outer = self
+        self.text, self._stack = [], []
+
+        class Parser(HTMLParser):
+            def handle_starttag(self, tag, attrs):
+                if tag in ("br", "img", "meta", "link", "input", "hr", "wbr", "source"):
+                    return
+                classes = (dict(attrs).get("class") or "").split()
+                outer._stack.append(tag in outer.SKIPPED or "math" in classes)
+
+            def handle_endtag(self, tag):
+                if outer._stack:
+                    outer._stack.pop()
+
+            def handle_data(self, data):
+                if not any(outer._stack):
+                    outer.text.append(data)
+
+        self.parser = Parser()
+
+    def feed(self, page: str) -> str:
+        self.parser.feed(page)
+        return "".join(self.text)
+
+
+def test_built_html_has_no_mailto_links():
+    site = _built_site()
+    bad = [p.relative_to(site).as_posix() for p in site.rglob("*.html")
+           if "mailto:" in p.read_text(encoding="utf-8", errors="replace")]
+    assert not bad, f"mailto: links (R@k read as an e-mail address?) in {bad}"
+
+
+def test_built_html_loads_no_script_from_another_host():
+    site = _built_site()
+    remote = re.compile(r"<script\b[^>]*\bsrc\s*=\s*[\"']?(?:[a-z]+:)?//", re.I)
+    bad = [p.relative_to(site).as_posix() for p in site.rglob("*.html")
+           if remote.search(p.read_text(encoding="utf-8", errors="replace"))]
+    assert not bad, f"scripts from another host in {bad}"
+    assert (site / "_static" / "mathjax" / "tex-svg.js").is_file()
+
+
+def test_built_html_maths_is_rendered_locally_and_no_raw_latex_outside_code():
+    site = _built_site()
+    pages_with_maths, raw = 0, []
+    for path in site.rglob("*.html"):
+        page = path.read_text(encoding="utf-8", errors="replace")
+        if 'class="math' in page:
+            pages_with_maths += 1
+            assert re.search(r'<script[^>]+src="[^"]*_static/mathjax/tex-svg\.js', page), path
+        if "\\(" in _TextOutsideCode().feed(page):
+            raw.append(path.relative_to(site).as_posix())
+    assert pages_with_maths > 0
+    assert not raw, f"raw LaTeX \\( outside code and maths in {raw}"
+
+
+def test_text_outside_code_skips_code_and_maths():
+    page = ('<p>a <code>\\(x\\)</code> <span class="math notranslate">\\(y\\)</span>'
+            '<br>b</p><pre>\\(z</pre><p>c \\(w</p>')
+    assert _TextOutsideCode().feed(page) == "a  bc \\(w"
