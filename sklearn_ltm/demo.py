@@ -220,7 +220,7 @@ def run_demo(output="ltm-demo-report", *, n_clips=None, noise_ratio=0.4, quick=F
     max_epochs : int or None
         Epoch cap of each training run (default 40, quick 15).
     n_seeds : int or None
-        Training seeds per set-up, for the error bars (default 3, quick 2).
+        Training seeds per set-up, for the error bars (default 5, quick 2).
 
     Returns
     -------
@@ -254,7 +254,7 @@ def run_demo(output="ltm-demo-report", *, n_clips=None, noise_ratio=0.4, quick=F
             or not 0 < noise_ratio < 1:
         raise ValueError(f"noise_ratio={noise_ratio!r} is not accepted; give a number in (0, 1).")
     if n_seeds is None:
-        n_seeds = 2 if quick else 3
+        n_seeds = 2 if quick else 5
     if isinstance(n_seeds, bool) or not isinstance(n_seeds, int) or n_seeds < 1:
         raise ValueError(f"n_seeds={n_seeds!r} is not accepted; give an integer >= 1.")
     if max_epochs is None:
