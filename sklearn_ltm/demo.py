@@ -497,9 +497,10 @@ def _write_page(path, *, contest, clean, noisy, noise_ratio, gap_rows, examples,
             body.append(f'<tr><td><span class="swatch" style="background:{_COLOURS[label]}">'
                         f"</span>{esc(label)}</td>{''.join(cells)}</tr>")
         e = contest["ratios"][ratio]
-        verdict = (f"{esc(e['leader'])} leads on {esc(contest['metric'])} beyond the seed "
+        metric = esc(contest['metric'].replace('_', ' '))
+        verdict = (f"{esc(e['leader'])} leads on {metric} beyond the seed "
                    "spread." if e["clear"] else
-                   f"No loss leads on {esc(contest['metric'])} beyond the seed spread.")
+                   f"No loss leads on {metric} beyond the seed spread.")
         return (f"<table><tr><th>loss</th>{head}</tr>{''.join(body)}</table>"
                 f"<p class=\"verdict\">{verdict} Bold: the best mean of each column.</p>")
 
