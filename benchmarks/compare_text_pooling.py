@@ -1,4 +1,4 @@
-"""CLS against mean pooling of the frozen MiniLM caption encoder (``text_pooling``).
+"""CLS against mean pooling of the frozen MiniLM caption encoder (``text_encoder__pooling``).
 
 Three measurements, each printed as it finishes (nothing is written):
 

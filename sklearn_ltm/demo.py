@@ -43,7 +43,7 @@ def _make_estimator(loss_params: dict, *, noise_ratio: float, random_state: int,
     from .retriever import LTMRetriever
 
     return LTMRetriever(embedding_dim=128, batch_size=128, max_epochs=max_epochs,
-                        learning_rate=1e-3, validation_fraction=0.1, patience=5,
+                        learning_rate=1e-3, validation_fraction=0.1,
                         random_state=random_state, text_encoder=text_encoder,
                         noise_ratio=noise_ratio, **loss_params)
 
@@ -244,7 +244,7 @@ def run_demo(output="ltm-demo-report", *, n_clips=None, noise_ratio=0.4, quick=F
     from .datasets import make_sound_captions
     from .evaluation import RepeatedCaptionsWarning, evaluate
     from .features import LogMelSegmentFeatures
-    from .metrics import modality_gap
+    from .retrieval_metrics import modality_gap
 
     if n_clips is None:
         n_clips = 400 if quick else 1200

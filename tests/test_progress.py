@@ -36,7 +36,7 @@ def test_pretrained_audio_features_progress(capfd):
     err = capfd.readouterr().err
     assert "audio features" in err
     np.testing.assert_allclose(loud, quiet, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="verbose=-1"):
+    with pytest.raises(ValueError, match=r"'verbose' parameter of PretrainedAudioFeatures .*Got -1"):
         feats.set_params(verbose=-1).fit(waves)
 
 

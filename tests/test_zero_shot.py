@@ -195,9 +195,14 @@ def test_predict_before_fit_raises():
         ({}, np.zeros((3, 2)), ["dog"], ValueError, "X has 3 samples but y has 1"),
         ({}, np.zeros((1, 2)), "dog", TypeError, "sequence of class names"),
         ({}, 3, ["dog"], TypeError, "X must be None, an array"),
-        ({"temperature": 0}, np.zeros((1, 2)), ["dog"], ValueError, "temperature=0"),
-        ({"balanced": "yes"}, np.zeros((1, 2)), ["dog"], TypeError, "balanced='yes'"),
-        ({"epsilon": -0.1}, np.zeros((1, 2)), ["dog"], ValueError, "epsilon=-0.1"),
+        ({"temperature": 0}, np.zeros((1, 2)), ["dog"], ValueError,
+         r"'temperature' parameter of ZeroShotAudioClassifier .*Got 0 instead"),
+        ({"balanced": "yes"}, np.zeros((1, 2)), ["dog"], TypeError,
+         r"'balanced' parameter .* must be an instance of 'bool'.*Got 'yes' instead"),
+        ({"epsilon": -0.1}, np.zeros((1, 2)), ["dog"], ValueError,
+         r"'epsilon' parameter .*Got -0.1 instead"),
+        ({"max_iter": 0}, np.zeros((1, 2)), ["dog"], ValueError,
+         r"'max_iter' parameter .*Got 0 instead"),
         ({"retriever": object()}, np.zeros((1, 2)), ["dog"], TypeError, "has no method"),
     ],
 )
@@ -220,5 +225,5 @@ def test_progress_on_stderr_only_when_verbose(capfd):
     err = capfd.readouterr().err
     assert "zero-shot: embedding clips" in err
     np.testing.assert_allclose(loud, quiet)
-    with pytest.raises(ValueError, match="verbose=-2"):
+    with pytest.raises(ValueError, match=r"'verbose' parameter of ZeroShotAudioClassifier .*Got -2"):
         _fitted(verbose=-2)
