@@ -148,6 +148,23 @@ def test_auto_pooling_reads_the_sentence_transformers_config(tiny_model_dir, tmp
     assert resolve_text_pooling(folder) == "mean"
 
 
+def test_text_encoder_component_defaults_to_auto_pooling(tiny_model_dir, tmp_path, no_network):
+    import shutil
+
+    from sklearn_ltm import LTMRetriever
+    from sklearn_ltm.components import HuggingFaceText
+
+    folder = tmp_path / "st-model"
+    shutil.copytree(tiny_model_dir, folder)
+    _sentence_transformers_layout(folder, "1_Pooling", pooling_mode_mean_tokens=True)
+    est = LTMRetriever(text_encoder=str(folder))
+    assert est.get_params()["text_encoder__pooling"] == "auto"
+    assert HuggingFaceText(folder).build(CAPTIONS).pooling == "mean"  # the model's own
+    assert HuggingFaceText(folder, pooling="cls").build(CAPTIONS).pooling == "cls"
+    with pytest.raises(ValueError, match="pooling"):
+        HuggingFaceText(folder, pooling="max").validate()
+
+
 @needs_minilm
 def test_auto_pooling_of_minilm_is_mean(no_network):
     assert resolve_text_pooling(MINILM_NAME) == "mean"
