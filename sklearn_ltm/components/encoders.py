@@ -195,6 +195,7 @@ class PANNs(WaveformEncoder):
     Parameters
     ----------
     architecture : {"cnn10", "cnn14", "resnet38"}, default="cnn10"
+        The PANNs network (Kong et al., 2020), matching the checkpoint in ``weights``.
     weights : str or None, default=None
         A PANNs checkpoint (``Cnn10_mAP=0.380.pth`` ...); ``None`` trains from scratch.
     spec_augment : bool, default=True
@@ -264,6 +265,7 @@ class Aisfx(WaveformEncoder):
     weights : str or None, default=None
         An aisfx-format checkpoint; ``None``: the installed package's weights.
     spec_augment : bool, default=True
+        SpecAugment in training mode.
     sample_rate, max_seconds, num_workers, on_bad_file, freeze, learning_rate, cache
         As in :class:`PANNs` (``learning_rate=None`` gives ``1e-5``: pretrained weights).
 

@@ -62,7 +62,9 @@ class AdamW(OptimizerComponent):
     Parameters
     ----------
     weight_decay : float, default=0.01
+        Decoupled weight decay, applied to the weights directly (not through the gradients).
     gradient_clip : float or None, default=2.0
+        Maximum gradient norm (``None``: no clipping).
 
     Examples
     --------
