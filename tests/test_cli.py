@@ -315,3 +315,29 @@ def test_search_cache_defaults_to_the_user_cache_dir(corpus, model_file, tmp_pat
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert user_cache_dir() == tmp_path / "home" / ".cache" / "sklearn-ltm"
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"audio_path,caption\nclip0.wav,a tone\n", "is a CSV file, not a sklearn-ltm model file"),
+    (b"", "is empty"),
+    (bytes(range(7, 200)), "is not a sklearn-ltm model file (not a torch file)"),
+    (b"PK\x03\x04 broken zip", "is not a sklearn-ltm model file (torch could not read it: "),
+])
+def test_a_file_that_is_not_a_model_gets_a_clear_message(content, message, tmp_path, capsys):
+    bad = tmp_path / "model.csv"
+    bad.write_bytes(content)
+    assert main(["zero-shot", "--model", str(bad), "--labels", "a,b", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "pop from empty list" not in err
+    assert len(err.splitlines()) == 1 and err.endswith(".") and not err.endswith("..")
+
+
+def test_an_unreadable_audio_file_is_reported_with_one_full_stop(tmp_path, capsys):
+    (tmp_path / "bad.wav").write_bytes(b"not audio at all.")
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("audio_path,caption\nbad.wav,a tone\nbad.wav,another tone\n")
+    assert main(["train", "--dataset", "csv", "--csv", str(csv), "--output",
+                 str(tmp_path / "m.pt"), "--audio-encoder", "cnn10", "--verbose", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad.wav" in err and "cannot be read" in err
+    assert err.endswith(".") and ".." not in err
