@@ -621,7 +621,9 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                        gradient_clip=parts["optimizer"].gradient_clip,
                        mixed_precision=self.mixed_precision,
                        num_workers=getattr(audio, "num_workers", 0), step=self._train_step(),
-                       verbose=self.verbose)
+                       verbose=self.verbose, checkpoint_exclude={
+                           side for side, comp in (("audio", audio), ("text", text))
+                           if side in frozen and comp.is_pretrained()})
 
     def _train_step(self):
         """The ``step(trainer, batch)`` of the Trainer (None: ``backprop_step``).
