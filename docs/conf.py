@@ -4,13 +4,17 @@ Build (from the repository root, warnings are errors; the gallery scripts are ex
 
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 
-Nothing here reaches the network: intersphinx is off, and the gallery scripts use the
-embedded synthetic corpus only.
+Nothing here reaches the network, and neither does the built site: intersphinx is off, the
+gallery scripts use the embedded synthetic corpus only, and MathJax is served from the site
+itself (copied from the installed package django-static-mathjax, see ``docs`` in
+pyproject.toml) instead of a CDN.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -52,6 +56,7 @@ exclude_patterns = [
     "auto_examples/*.ipynb",
     "auto_examples/*.py",
     "sg_execution_times.rst",
+    "auto_examples/sg_execution_times.rst",
 ]
 root_doc = "index"
 default_role = "literal"
@@ -86,6 +91,8 @@ sphinx_gallery_conf = {
     "show_memory": False,
     "abort_on_example_error": False,
     "only_warn_on_example_error": False,
+    # its page loads jQuery and DataTables from CDNs: the built site must work offline
+    "write_computation_times": False,
 }
 
 # The gallery trains small models; one thread is the fastest on a shared or small machine
@@ -111,6 +118,54 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version", "theme-version"],
 }
-html_sidebars = {"index": [], "results": [], "developer": []}
+# Pages with no sub-pages get no (empty) section-navigation column: their content is wider.
+html_sidebars = {"index": [], "results": [], "developer": [], "cli": []}
 html_context = {"default_mode": "light"}
+
+# -- Maths, offline ----------------------------------------------------------------------------
+# MathJax 3 (SVG output: no web fonts to fetch) from the site's own _static folder.
+MATHJAX_FILES = ("tex-svg.js", "input/tex/extensions", "ui/menu.js", "a11y")
+mathjax_path = "mathjax/tex-svg.js"
+mathjax3_config = {"options": {"enableMenu": False}}
+
+
+def mathjax_source() -> Path:
+    """The ``es5`` folder of the MathJax copy in django-static-mathjax (import name mathjax)."""
+    spec = importlib.util.find_spec("mathjax")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        es5 = Path(folder) / "static" / "mathjax" / "es5"
+        if (es5 / "tex-svg.js").is_file():
+            return es5
+    raise RuntimeError(
+        "MathJax for the offline documentation is missing: pip install -e '.[docs]' "
+        "(it comes from the django-static-mathjax package)."
+    )
+
+
+def _copy_mathjax(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    source, target = mathjax_source(), Path(app.outdir) / "_static" / "mathjax"
+    for name in MATHJAX_FILES:
+        if (source / name).is_dir():
+            shutil.copytree(source / name, target / name, dirs_exist_ok=True)
+        elif (source / name).is_file():
+            target.joinpath(name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, target / name)
+
+
+def _unlink_emails(app, doctree):
+    """Undo docutils' e-mail recognition: "R@10" and "mAP@10" are metrics, not addresses."""
+    from docutils import nodes
+
+    for ref in list(doctree.findall(nodes.reference)):
+        if ref.get("refuri", "").startswith("mailto:"):
+            ref.replace_self(nodes.Text(ref.astext()))
+
+
+def setup(app):
+    """Project hooks: offline MathJax and no mailto: links."""
+    mathjax_source()  # fail early, before the gallery runs, when MathJax is not installed
+    app.connect("build-finished", _copy_mathjax)
+    app.connect("doctree-read", _unlink_emails)
 

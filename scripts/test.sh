@@ -11,4 +11,7 @@ for p in sklearn_ltm tests benchmarks examples; do [ -e "$p" ] && lint_paths+=("
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
 if [ -f docs/conf.py ]; then
     "$VENV/bin/python" -m sphinx -W --keep-going -q -b html docs docs/_build/html
+    # the built site: offline maths, no remote scripts, no mailto: links
+    SKLEARN_LTM_DOCS_HTML=docs/_build/html "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
+        tests/test_docs.py -k built_html
 fi

@@ -88,6 +88,30 @@ def component_from_data(data: dict, audio_module=None, text_module=None):
     return component.set_params(**params)
 
 
+def _not_a_model_message(path, exc) -> str:
+    """Why ``path`` could not be loaded, in words a user can act on (not torch's)."""
+    name = repr(os.fspath(path))
+    hint = "save one with LTMRetriever.save or sklearn-ltm train"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError as err:
+        return f"model file {name} cannot be read: {err.strerror or err}."
+    if not head:
+        return f"model file {name} is empty; {hint}."
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # neither torch's zip nor a pickle
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"{name} is not a sklearn-ltm model file (not a torch file); {hint}."
+        kind = "a CSV file" if "," in text.splitlines()[0] else "a text file"
+        return (f"{name} is {kind}, not a sklearn-ltm model file (a torch file written by "
+                f"LTMRetriever.save or sklearn-ltm train).")
+    detail = str(exc).strip().split(". ")[0].splitlines()[0].rstrip(". ") if str(exc).strip() else ""
+    return (f"{name} is not a sklearn-ltm model file (torch could not read it"
+            + (f": {detail}" if detail else "") + f"); {hint}.")
+
+
 def read_payload(path, fmt: str, readable: tuple, current: int) -> dict:
     """The checked payload of a model file (``torch.load(weights_only=True)``)."""
     if not os.path.isfile(path):
@@ -95,7 +119,7 @@ def read_payload(path, fmt: str, readable: tuple, current: int) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{os.fspath(path)!r} is not a sklearn-ltm model file: {exc}") from exc
+        raise ValueError(_not_a_model_message(path, exc)) from exc
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise ValueError(f"{os.fspath(path)!r} is not a sklearn-ltm model file.")
     if payload.get("format_version") not in readable:

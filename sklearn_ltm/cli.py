@@ -29,7 +29,8 @@ class UserError(Exception):
 #: Entry-point group whose modules are imported before the parser is built (they register
 #: components, e.g. ``[project.entry-points."sklearn_ltm.plugins"] mine = "my_pkg.ltm"``).
 PLUGIN_GROUP = "sklearn_ltm.plugins"
-_RUN_TIME_PARAMS = ("callbacks",)  # set through --checkpoint and --checkpoint-every
+# callbacks: set through --checkpoint and --checkpoint-every; verbose: the common --verbose
+_RUN_TIME_PARAMS = ("callbacks", "verbose")
 
 
 def load_plugins(modules=()) -> list[str]:
@@ -80,9 +81,10 @@ def _estimator_defaults() -> dict:
 
 
 def _component_options() -> dict:
-    """``{"loss__temperature": (default, "Contrastive"), ...}``: the parameters of every
-    registered component of each kind (one option serves every component having it)."""
-    from .components import registry_of
+    """``{"loss__temperature": (default, ["contrastive"], [Contrastive]), ...}``: the
+    parameters of every registered component of each kind (one option serves every
+    component having it), with the names and classes of the components having it."""
+    from .components import HuggingFaceText, registry_of
     from .training import EarlyStopping
 
     options: dict = {}
@@ -95,11 +97,30 @@ def _component_options() -> dict:
             except Exception:  # a broken user registration must not break the command
                 continue
             for key, default in component.get_params(deep=False).items():
-                entry = options.setdefault(f"{kind}__{key}", (default, []))
+                entry = options.setdefault(f"{kind}__{key}", (default, [], []))
                 entry[1].append(name)
+                entry[2].append(type(component))
+    # any other --text-encoder string is a Hugging Face model (not a registered name)
+    for key, default in HuggingFaceText().get_params(deep=False).items():
+        if key != "name":
+            entry = options.setdefault(f"text_encoder__{key}", (default, [], []))
+            entry[1].append("Hugging Face model")
+            entry[2].append(HuggingFaceText)
     for key, default in EarlyStopping().get_params(deep=False).items():
-        options[f"early_stopping__{key}"] = (default, ["EarlyStopping"])
+        options[f"early_stopping__{key}"] = (default, ["EarlyStopping"], [EarlyStopping])
     return options
+
+
+def _help_of(name: str, owners) -> str:
+    """The first sentence documenting parameter ``name`` in the first of ``owners`` (classes
+    or functions) that documents it: option help and docstrings cannot drift apart."""
+    from ._docstrings import parameter_help
+
+    for owner in owners:
+        text = parameter_help(owner).get(name)
+        if text:
+            return text.replace("%", "%%")  # argparse formats help with %
+    return ""
 
 
 def _parse_scalar(text: str):
@@ -116,6 +137,7 @@ def _parse_scalar(text: str):
 
 def _add_option(group, name, flag, default, *, help_text, nested=False):
     shown = "not set" if nested else default
+    help_text = f"{help_text} " if help_text else ""
     if isinstance(default, bool):
         group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
                            default=None if nested else default, help=f"{help_text}(default: {shown})")
@@ -137,30 +159,82 @@ def _add_option(group, name, flag, default, *, help_text, nested=False):
 def _add_estimator_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "estimator parameters", "every LTMRetriever parameter (see its documentation)")
+    from .retriever import LTMRetriever
+
     top = _estimator_defaults()
     for name, default in top.items():
-        _add_option(group, name, "--" + name.replace("_", "-"), default, help_text="")
+        _add_option(group, name, "--" + name.replace("_", "-"), default,
+                    help_text=_help_of(name, [LTMRetriever]))
     nested = parser.add_argument_group(
         "component parameters",
         "the parameters of the components (LTMRetriever's <param>__<name>), set only when "
         "given; each applies to the components named in brackets")
     taken = {"--" + n.replace("_", "-") for n in top}
-    for name, (default, owners) in _component_options().items():
+    for name, (default, owners, classes) in _component_options().items():
         flag = "--" + name.replace("__", "-").replace("_", "-")
         if flag in taken:  # never shadow another option
             flag = "--" + name.replace("_", "-")
         taken.add(flag)
+        key = name.split("__", 1)[1]
         _add_option(nested, name, flag, default, nested=True,
-                    help_text=f"[{', '.join(owners)}] ")
+                    help_text=f"{_help_of(key, classes)} [{', '.join(owners)}]")
 
 
 def _estimator_params(args) -> dict:
-    return {name: getattr(args, name) for name in _estimator_defaults()}
+    params = {name: getattr(args, name) for name in _estimator_defaults()}
+    params["verbose"] = args.verbose
+    return params
 
 
 def _component_params(args) -> dict:
     return {name: getattr(args, name) for name in _component_options()
             if getattr(args, name, None) is not None}
+
+
+def _verbosity(text: str) -> int:
+    try:
+        level = int(text)
+    except ValueError:
+        level = -1
+    if level < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an int >= 0")
+    return level
+
+
+def _add_verbosity(parser) -> None:
+    """The one verbosity switch of every command (``args.verbose``, resolved by
+    :func:`resolve_verbosity`)."""
+    parser.add_argument("-v", "--verbose", type=_verbosity, default=None, metavar="LEVEL",
+                        help="0: only results and errors; 1: also progress bars and steps on "
+                             "stderr (default: 1 when stderr is a terminal, else 0)")
+
+
+def resolve_verbosity(level, stream=None) -> int:
+    """The verbosity of a command: ``level`` when given, else 1 when ``stream`` (stderr)
+    is a terminal and 0 when it is a file or a pipe.
+
+    Parameters
+    ----------
+    level : int or None
+        The ``--verbose`` value.
+    stream : file-like or None
+        Default: ``sys.stderr``.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> import io
+    >>> resolve_verbosity(None, io.StringIO()), resolve_verbosity(2, io.StringIO())
+    (0, 2)
+    """
+    if level is not None:
+        return int(level)
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return int(bool(isatty and isatty()))
 
 
 def _add_data_options(parser, *, split_default=None):
@@ -278,12 +352,59 @@ def _read_lines(path, option: str) -> list[str]:
             if line.strip()]
 
 
+def user_cache_dir() -> Path:
+    """Where the command keeps its caches: ``$XDG_CACHE_HOME/sklearn-ltm`` when that
+    variable is set, else ``~/.cache/sklearn-ltm`` (created by the writer, not here).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> user_cache_dir().name
+    'sklearn-ltm'
+    """
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
+    return root / "sklearn-ltm"
+
+
+def search_cache_path(audio_dir) -> Path:
+    """The default embedding cache of a searched folder: one cache folder per searched folder under
+    :func:`user_cache_dir`, named by a digest of the folder's absolute path (the folder
+    itself is never written to).
+
+    Parameters
+    ----------
+    audio_dir : path-like
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> search_cache_path("sounds") == search_cache_path("./sounds")
+    True
+    >>> search_cache_path("sounds").parent.name
+    'search'
+    """
+    import hashlib
+
+    folder = Path(audio_dir).expanduser().resolve()
+    digest = hashlib.sha256(str(folder).encode("utf-8")).hexdigest()[:16]
+    return user_cache_dir() / "search" / f"{folder.name or 'root'}-{digest}"
+
+
 # ---------------------------------------------------------------------- commands
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
     report = run_demo(args.output, n_clips=args.n_clips, noise_ratio=args.noise_ratio,
-                      quick=args.quick, random_state=args.seed, verbose=not args.quiet)
+                      quick=args.quick, random_state=args.seed, verbose=args.verbose > 0)
     print(f"report written to {report}")
     return 0
 
@@ -297,8 +418,6 @@ def cmd_train(args) -> int:
     check_writable(args.output, "--output")
     checkpoint = args.checkpoint or Path(args.output).with_suffix(".ckpt")
     params = _estimator_params(args)
-    if params["verbose"] == 0 and not args.quiet:
-        params["verbose"] = 1
     est = LTMRetriever(**params, callbacks=[
         Checkpoint(str(checkpoint), every_n_steps=args.checkpoint_every)])
     est.set_params(**_component_params(args))
@@ -315,10 +434,54 @@ def cmd_train(args) -> int:
         distributed.shutdown()
     if not main_process:
         return 0
-    last = est.history_[-1]
-    print(f"trained {est.n_epochs_} epochs on {len(captions)} pairs; last train loss "
-          f"{last['train_loss']:.4f}; model saved to {args.output}")
+    print(train_report(est, len(captions), args.output, checkpoint))
     return 0
+
+
+def _file_size(path) -> str:
+    """The size of file ``path`` in B, KiB, MiB or GiB (one decimal above bytes)."""
+    size = float(Path(path).stat().st_size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+_REPORTED_SCORES = ("t2a_R@1", "t2a_R@10", "a2t_R@1", "a2t_R@10")
+
+
+def train_report(est, n_pairs: int, model_path, checkpoint_path) -> str:
+    """The closing line of ``sklearn-ltm train``: epochs, the last train loss and validation
+    scores, and each file written with its size.
+
+    Parameters
+    ----------
+    est : LTMRetriever
+        Fitted.
+    n_pairs : int
+        Training pairs read.
+    model_path, checkpoint_path : path-like
+        The model file written and the checkpoint file (reported when it exists).
+
+    Returns
+    -------
+    str
+    """
+    last = est.history_[-1] if est.history_ else {}
+    parts = [f"trained {est.n_epochs_} epochs on {n_pairs} pairs"]
+    if "train_loss" in last:
+        parts.append(f"last train loss {last['train_loss']:.4f}")
+    val = {k[4:]: v for k, v in last.items() if k.startswith("val_")}
+    shown = [k for k in _REPORTED_SCORES if k in val] or sorted(val)
+    parts.append("last validation " + ", ".join(f"{k} {val[k]:.3f}" for k in shown)
+                 if shown else "no validation (validation_fraction=0 and no eval_set)")
+    written = [f"the model {model_path} ({_file_size(model_path)})"]
+    if checkpoint_path is not None and Path(checkpoint_path).is_file():
+        written.append(f"the resumable checkpoint {checkpoint_path} "
+                       f"({_file_size(checkpoint_path)}: weights, optimizer and random state, "
+                       f"for --resume)")
+    return "; ".join(parts) + "; wrote " + " and ".join(written)
 
 
 def _format_table(metrics: dict) -> str:
@@ -333,7 +496,7 @@ def cmd_evaluate(args) -> int:
     model = _load_model(args.model)
     audio, captions = _load_pairs(args)
     metrics = evaluate(model, audio, captions, transductive=args.transductive,
-                       epsilon=args.epsilon)
+                       epsilon=args.epsilon, verbose=args.verbose)
     metrics = {k: (float(v) if isinstance(v, (np.floating, float, int)) else v)
                for k, v in metrics.items()}
     print(json.dumps(metrics, indent=2) if args.format == "json" else _format_table(metrics))
@@ -381,9 +544,9 @@ def _search_index(args, model):
         wanted = {(f, file_digest(f)) for f in files}
         if set(zip(index.sources_.tolist(), index.keys().tolist())) == wanted:
             return index
-    cache = args.cache or Path(args.audio_dir) / ".sklearn-ltm-cache"
+    cache = args.cache or search_cache_path(args.audio_dir)
     index = SearchIndex(model, backend=args.backend, factory=args.factory, nprobe=args.nprobe,
-                        cache_dir=cache, verbose=0 if args.quiet else 1)
+                        cache_dir=cache, verbose=args.verbose)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         index.add(files, window_seconds=args.window_seconds, hop_seconds=args.hop_seconds)
@@ -500,7 +663,8 @@ def cmd_zero_shot(args) -> int:
             files.append(p)
         else:
             raise UserError(f"{f} does not exist.")
-    clf = ZeroShotAudioClassifier(model, template=args.template).fit(None, labels)
+    clf = ZeroShotAudioClassifier(model, template=args.template,
+                                  verbose=args.verbose).fit(None, labels)
     proba = clf.predict_proba([str(f) for f in files])
     for f, row in zip(files, proba):
         best = int(np.argmax(row))
@@ -556,7 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of shuffled training captions in the noisy run")
     p.add_argument("--quick", action="store_true", help="a smaller, faster run")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--quiet", action="store_true", help="print only the tables")
+    _add_verbosity(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
@@ -576,7 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: OUTPUT with suffix .ckpt)")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                    help="also write the checkpoint every N optimizer steps")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_verbosity(p)
     _add_estimator_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -589,11 +753,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", type=Path, required=True, help="model file")
     _add_data_options(p)
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="a two-column table, or one JSON object (default: table)")
+    from .evaluation import evaluate
+
     p.add_argument("--transductive", action="store_true",
-                   help="re-rank with a Sinkhorn plan over the whole gallery")
+                   help=_help_of("transductive", [evaluate]))
     p.add_argument("--epsilon", type=float, default=0.05,
-                   help="entropic regularisation of the transductive re-ranking")
+                   help=f"{_help_of('epsilon', [evaluate])} (default: 0.05)")
+    _add_verbosity(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
@@ -633,9 +801,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="index windows of this length (hits give start-end times)")
     p.add_argument("--hop-seconds", type=float, default=None,
                    help="step between windows (default: the window length)")
-    p.add_argument("--cache", type=Path, help="embedding cache folder (default: "
-                   "AUDIO_DIR/.sklearn-ltm-cache)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--cache", type=Path, help="embedding cache folder (default: one folder "
+                   "per searched folder under $XDG_CACHE_HOME/sklearn-ltm/search, or "
+                   "~/.cache/sklearn-ltm/search)")
+    _add_verbosity(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser(
@@ -667,9 +836,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="model file")
     p.add_argument("--labels", help="comma-separated label names")
     p.add_argument("--labels-file", type=Path, help="label names, one a line")
+    from .zero_shot import ZeroShotAudioClassifier
+
     p.add_argument("--template", default="This is a sound of {}.",
-                   help="caption template for a label")
+                   help=f"{_help_of('template', [ZeroShotAudioClassifier])} "
+                        "(default: %(default)r)")
     p.add_argument("files", nargs="+", help="audio files or folders")
+    _add_verbosity(p)
     p.set_defaults(func=cmd_zero_shot)
     return parser
 
@@ -711,6 +884,7 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.verbose = resolve_verbosity(getattr(args, "verbose", None))
     if getattr(args, "k", 1) is not None and getattr(args, "k", 1) < 1:
         parser.error(f"-k {args.k}: must be >= 1")
     try:

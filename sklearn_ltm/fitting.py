@@ -100,7 +100,7 @@ def check_audio_files(audio: AudioInput, on_bad: str = "raise") -> np.ndarray:
                     if sf.info(p).frames == 0:
                         problem = "is empty (0 frames)"
                 except Exception as exc:
-                    problem = f"cannot be read: {exc}"
+                    problem = f"cannot be read: {str(exc).rstrip('. ')}"  # one full stop
             verdict[p] = problem
         if verdict[p] is not None:
             if on_bad == "raise":

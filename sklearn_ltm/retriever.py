@@ -146,7 +146,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
     embedding_dim : int, default=256
         Size of the shared embedding space.
     hidden_dim : int or None, default=None
-        Hidden size of the projection heads (``None``: the larger of input and output sizes).
+        Hidden size of the two-layer projection heads (``None``: ``2 * embedding_dim``).
     batch_size : int, default=128
         Pairs per mini-batch, >= 2.
     max_epochs : int, default=20
@@ -680,7 +680,9 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                        num_workers=getattr(audio, "num_workers", 0),
                        step=self._train_step(parts, several),
                        is_main_process=not several or world.is_main_process,
-                       verbose=self.verbose)
+                       verbose=self.verbose, checkpoint_exclude={
+                           side for side, comp in (("audio", audio), ("text", text))
+                           if side in frozen and comp.is_pretrained()})
 
     def _train_step(self, parts=None, several=False):
         """The ``step(trainer, batch)`` of the Trainer (None: ``backprop_step``).

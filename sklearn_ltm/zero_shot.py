@@ -12,6 +12,7 @@ from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from sklearn_ltm._progress import map_in_chunks
 from sklearn_ltm._validation import Integral, Interval, Real, check_params
 from sklearn_ltm.rerank import transductive_log_plan
 from sklearn_ltm.retrieval_metrics import _check_embeddings, negative_squared_distances
@@ -19,6 +20,7 @@ from sklearn_ltm.retrieval_metrics import _check_embeddings, negative_squared_di
 __all__ = ["ZeroShotAudioClassifier"]
 
 _UNIT_NORM_TOLERANCE = 1e-3
+_PROGRESS_CHUNK = 256
 
 
 def _check_templates(template) -> list[str]:
@@ -88,6 +90,8 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
     underscores_as_spaces : bool, default=True
         Write ``"chirping_birds"`` as ``"chirping birds"`` in the captions (ESC-50 names).
         ``classes_`` keeps the names as given.
+    verbose : int, default=0
+        Above 0, show the progress of embedding the prompts and the clips on stderr (tqdm).
 
     Attributes
     ----------
@@ -124,10 +128,12 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "underscores_as_spaces": ["boolean"],
+        "verbose": ["verbose"],
     }
 
     def __init__(self, retriever, template="This is a sound of {}.", *, temperature=0.1,
-                 balanced=False, epsilon=0.05, max_iter=1000, underscores_as_spaces=True):
+                 balanced=False, epsilon=0.05, max_iter=1000, underscores_as_spaces=True,
+                 verbose=0):
         self.retriever = retriever
         self.template = template
         self.temperature = temperature
@@ -135,6 +141,7 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
         self.epsilon = epsilon
         self.max_iter = max_iter
         self.underscores_as_spaces = underscores_as_spaces
+        self.verbose = verbose
 
     def _check_params(self) -> list[str]:
         for method in ("transform", "embed_text"):
@@ -177,7 +184,10 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
         names = [c.replace("_", " ") if self.underscores_as_spaces else c for c in classes]
         prompts = [[t.replace("{}", name) for t in templates] for name in names]
         flat = [p for per_class in prompts for p in per_class]
-        emb = _check_embeddings(self.retriever.embed_text(flat), "retriever.embed_text")
+        emb = map_in_chunks(self.retriever.embed_text, flat, chunk_size=_PROGRESS_CHUNK,
+                            verbose=self.verbose, desc="zero-shot: embedding prompts",
+                            unit="prompt")
+        emb = _check_embeddings(emb, "retriever.embed_text")
         if emb.shape[0] != len(flat):
             raise ValueError(f"retriever.embed_text returned {emb.shape[0]} rows for "
                              f"{len(flat)} captions; one row each expected.")
@@ -196,7 +206,10 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
         self._check_params()
         if isinstance(X, (str, bytes)) or not hasattr(X, "__len__") or len(X) == 0:
             raise ValueError("X must be a non-empty array or sequence of clips.")
-        audio = _check_embeddings(self.retriever.transform(X), "retriever.transform")
+        audio = map_in_chunks(self.retriever.transform, X, chunk_size=_PROGRESS_CHUNK,
+                              verbose=self.verbose, desc="zero-shot: embedding clips",
+                              unit="clip")
+        audio = _check_embeddings(audio, "retriever.transform")
         if audio.shape[1] != self.class_embeddings_.shape[1]:
             raise ValueError(
                 f"retriever.transform gives dimension {audio.shape[1]} but the class embeddings "

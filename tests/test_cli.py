@@ -39,7 +39,7 @@ def model_file(corpus, tmp_path_factory):
     code = main(["train", "--dataset", "csv", "--csv", str(csv), "--output", str(out),
                  "--audio-encoder", "cnn10", "--embedding-dim", "8", "--batch-size", "4",
                  "--max-epochs", "2", "--validation-fraction", "0", "--random-state", "0",
-                 "--audio-encoder-max-seconds", "1.0", "--quiet"])
+                 "--audio-encoder-max-seconds", "1.0", "--verbose", "0"])
     assert code == 0
     return out
 
@@ -92,7 +92,7 @@ def test_train_resumes_from_checkpoint(corpus, model_file, tmp_path, capsys):
     code = main(["train", "--dataset", "csv", "--csv", str(csv), "--output", str(out),
                  "--audio-encoder", "cnn10", "--embedding-dim", "8", "--batch-size", "4",
                  "--max-epochs", "3", "--validation-fraction", "0", "--random-state", "0",
-                 "--audio-encoder-max-seconds", "1.0", "--quiet",
+                 "--audio-encoder-max-seconds", "1.0", "--verbose", "0",
                  "--resume", str(model_file.with_suffix(".ckpt"))])
     assert code == 0
     assert "trained 3 epochs" in capsys.readouterr().out
@@ -112,7 +112,7 @@ def test_search_ranks_all_clips_and_caches_them(corpus, model_file, tmp_path, ca
     root, _, _ = corpus
     cache = tmp_path / "cache"
     args = ["search", "--model", str(model_file), "--audio-dir", str(root),
-            "--query", "a pure tone", "-k", "3", "--cache", str(cache), "--quiet"]
+            "--query", "a pure tone", "-k", "3", "--cache", str(cache), "--verbose", "0"]
     assert main(args) == 0
     first = capsys.readouterr().out
     lines = [ln for ln in first.splitlines() if ln.strip().startswith(("1", "2", "3"))]
@@ -170,7 +170,7 @@ def test_user_mistakes_are_one_line_and_exit_2(argv, message, capsys, tmp_path, 
 def test_bad_option_value_is_rejected_before_training(corpus, tmp_path, capsys):
     _, csv, _ = corpus
     code = main(["train", "--dataset", "csv", "--csv", str(csv), "--output",
-                 str(tmp_path / "m.pt"), "--epsilon", "-1", "--quiet"])
+                 str(tmp_path / "m.pt"), "--epsilon", "-1", "--verbose", "0"])
     assert code == 2
     assert "The 'epsilon' parameter of LTMRetriever must be" in capsys.readouterr().err
     assert not (tmp_path / "m.pt").exists()
@@ -190,7 +190,7 @@ def test_model_from_another_format_version(model_file, tmp_path, capsys):
 def test_unwritable_output_is_refused_before_reading_data(corpus, tmp_path, capsys):
     _, csv, _ = corpus
     code = main(["train", "--dataset", "csv", "--csv", str(tmp_path / "absent.csv"),
-                 "--output", str(tmp_path / "no-such-folder" / "m.pt"), "--quiet"])
+                 "--output", str(tmp_path / "no-such-folder" / "m.pt"), "--verbose", "0"])
     assert code == 2
     err = capsys.readouterr().err
     # the output is checked first: the missing CSV is not even reached
@@ -200,7 +200,149 @@ def test_unwritable_output_is_refused_before_reading_data(corpus, tmp_path, caps
 def test_unknown_component_option_for_the_chosen_component(corpus, tmp_path, capsys):
     _, csv, _ = corpus
     code = main(["train", "--dataset", "csv", "--csv", str(csv), "--output",
-                 str(tmp_path / "m.pt"), "--loss-temperature", "0.1", "--quiet"])
+                 str(tmp_path / "m.pt"), "--loss-temperature", "0.1", "--verbose", "0"])
     assert code == 2  # m-LTM has no temperature: said before training
     assert "Invalid parameter 'temperature' for estimator MLTM" in capsys.readouterr().err
     assert not (tmp_path / "m.pt").exists()
+
+
+# ---------------------------------------------------------------------- issue 14: the CLI surface
+def _all_options():
+    """(command, action) for every option of every subcommand."""
+    import argparse
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for command, p in sub.choices.items():
+        for action in p._actions:
+            if not isinstance(action, argparse._HelpAction):
+                yield command, action
+
+
+def test_no_option_of_any_command_lacks_a_help_text():
+    options = list(_all_options())
+    assert len(options) > 60  # the generated estimator and component options are there
+    for command, action in options:
+        text = (action.help or "").split("(default:")[0].strip()
+        assert text and not text.startswith("["), (command, action.option_strings)
+
+
+def test_option_help_is_the_first_sentence_of_the_docstring():
+    from sklearn_ltm import LTMRetriever
+    from sklearn_ltm._docstrings import parameter_help
+    from sklearn_ltm.components import Contrastive, HuggingFaceText
+    from sklearn_ltm.evaluation import evaluate
+
+    helps = {(c, a.option_strings[0]): a.help for c, a in _all_options() if a.option_strings}
+    for name, text in parameter_help(LTMRetriever).items():
+        if name not in ("callbacks", "verbose"):
+            flag = "--" + name.replace("_", "-")
+            assert helps[("train", flag)].startswith(text.replace("%", "%%")), flag
+    assert helps[("train", "--embedding-dim")].startswith("Size of the shared embedding space.")
+    assert helps[("train", "--loss-temperature")].startswith(
+        parameter_help(Contrastive)["temperature"])
+    pooling = helps[("train", "--text-encoder-pooling")]
+    assert pooling.startswith(parameter_help(HuggingFaceText)["pooling"]) and '"auto"' in pooling
+    assert "[Hugging Face model]" in pooling
+    assert helps[("evaluate", "--epsilon")].startswith(parameter_help(evaluate)["epsilon"])
+    # references like "As in :class:`PANNs`" are followed
+    assert helps[("train", "--audio-encoder-freeze")].startswith("Keep the encoder fixed")
+
+
+def test_one_verbosity_switch_on_by_default_on_a_terminal(monkeypatch):
+    import io
+
+    from sklearn_ltm.cli import resolve_verbosity
+
+    flags = {(c, s) for c, a in _all_options() for s in a.option_strings}
+    assert not any(s == "--quiet" for _, s in flags)
+    for command in ("demo", "train", "evaluate", "zero-shot"):
+        assert (command, "--verbose") in flags and (command, "-v") in flags
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert resolve_verbosity(None, Terminal()) == 1
+    assert resolve_verbosity(None, io.StringIO()) == 0  # a pipe or a file: quiet
+    assert resolve_verbosity(0, Terminal()) == 0
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--model", "m.pt", "--dataset", "csv",
+                                   "--verbose", "-1"])
+
+
+def test_evaluate_progress_follows_the_verbosity(corpus, model_file, capsys):
+    _, csv, _ = corpus
+    argv = ["evaluate", "--model", str(model_file), "--dataset", "csv", "--csv", str(csv)]
+    assert main(argv) == 0  # stderr is not a terminal under pytest: quiet by default
+    quiet = capsys.readouterr()
+    assert "embedding" not in quiet.err
+    assert main([*argv, "--verbose", "1"]) == 0
+    loud = capsys.readouterr()
+    assert "evaluate: embedding clips" in loud.err and loud.out == quiet.out
+
+
+def test_train_final_line_names_the_files_their_sizes_and_the_scores(corpus, tmp_path, capsys):
+    _, csv, _ = corpus
+    out = tmp_path / "val.pt"
+    assert main(["train", "--dataset", "csv", "--csv", str(csv), "--output", str(out),
+                 "--audio-encoder", "cnn10", "--embedding-dim", "8", "--batch-size", "4",
+                 "--max-epochs", "1", "--validation-fraction", "0.25", "--random-state", "0",
+                 "--audio-encoder-max-seconds", "1.0"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    ckpt = out.with_suffix(".ckpt")
+    assert f"the model {out} (" in last and f"the resumable checkpoint {ckpt} (" in last
+    import re
+
+    sizes = re.findall(r"\((\d+(?:\.\d)?) (B|KiB|MiB|GiB)", last)
+    assert len(sizes) == 2
+    scale = {"B": 1, "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3}
+    for (value, unit), path in zip(sizes, (out, ckpt)):
+        assert abs(float(value) * scale[unit] - path.stat().st_size) <= 0.05 * scale[unit] + 1
+    assert "last validation t2a_R@1 " in last and "a2t_R@10 " in last
+    assert "trained 1 epochs on 8 pairs" in last
+
+
+def test_search_cache_defaults_to_the_user_cache_dir(corpus, model_file, tmp_path, monkeypatch,
+                                                     capsys):
+    from sklearn_ltm.cli import search_cache_path, user_cache_dir
+
+    root, _, _ = corpus
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert user_cache_dir() == tmp_path / "xdg" / "sklearn-ltm"
+    before = sorted(p.name for p in root.iterdir())
+    assert main(["search", "--model", str(model_file), "--audio-dir", str(root),
+                 "--query", "a pure tone", "-k", "2"]) == 0
+    cache = search_cache_path(root)
+    assert cache.is_dir() and any(cache.iterdir())
+    assert cache.parent == tmp_path / "xdg" / "sklearn-ltm" / "search"
+    assert sorted(p.name for p in root.iterdir()) == before  # nothing written in the folder
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert user_cache_dir() == tmp_path / "home" / ".cache" / "sklearn-ltm"
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"audio_path,caption\nclip0.wav,a tone\n", "is a CSV file, not a sklearn-ltm model file"),
+    (b"", "is empty"),
+    (bytes(range(7, 200)), "is not a sklearn-ltm model file (not a torch file)"),
+    (b"PK\x03\x04 broken zip", "is not a sklearn-ltm model file (torch could not read it: "),
+])
+def test_a_file_that_is_not_a_model_gets_a_clear_message(content, message, tmp_path, capsys):
+    bad = tmp_path / "model.csv"
+    bad.write_bytes(content)
+    assert main(["zero-shot", "--model", str(bad), "--labels", "a,b", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "pop from empty list" not in err
+    assert len(err.splitlines()) == 1 and err.endswith(".") and not err.endswith("..")
+
+
+def test_an_unreadable_audio_file_is_reported_with_one_full_stop(tmp_path, capsys):
+    (tmp_path / "bad.wav").write_bytes(b"not audio at all.")
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("audio_path,caption\nbad.wav,a tone\nbad.wav,another tone\n")
+    assert main(["train", "--dataset", "csv", "--csv", str(csv), "--output",
+                 str(tmp_path / "m.pt"), "--audio-encoder", "cnn10", "--verbose", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad.wav" in err and "cannot be read" in err
+    assert err.endswith(".") and ".." not in err

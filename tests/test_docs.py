@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import pkgutil
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -171,7 +172,9 @@ def test_results_page_renders_each_file_with_its_command(results_page, tmp_path)
     bench = tmp_path / "benchmarks"
     _write(bench / "results" / "transport.md", MARKDOWN)
     _write(bench / "results" / "transport.json", '{"B": [64, 256]}')
-    _write(bench / "results" / "throughput.json", '{"rows": [' + ",".join(["1"] * 100) + "]}")
+    records = ",".join(f'{{"batch": {i}, "speed": {{"cpu": {i / 3}}}}}' for i in range(100))
+    _write(bench / "results" / "throughput.json",
+           '{"machine": {"cpu": "x86", "threads": 2}, "rows": [' + records + "]}")
     _write(bench / "bench_speed.py", 'OUT = "results/throughput.json"\n')
     _write(bench / "results" / "odd.md", "*broken emphasis\n\n| a |\n|---|\n| 1 |\n")
     rst = results_page.render_results(bench / "results", bench, docs)
@@ -184,8 +187,13 @@ def test_results_page_renders_each_file_with_its_command(results_page, tmp_path)
     assert "python benchmarks/bench_transport.py" in rst
     # An unknown result file gets the script that names it.
     assert "python benchmarks/bench_speed.py" in rst
-    # Long JSON is cut, and says so.
-    assert f"first {results_page.MAX_JSON_LINES} of" in rst
+    # JSON alone is shown as tables, not raw: records by field, plain values as field/value;
+    # long tables are cut, and say so.
+    assert "{" not in rst.split("Throughput")[1].split("Optimal")[0]
+    assert "   * - batch\n     - speed.cpu" in rst
+    assert "   * - 2\n     - 0.6667" in rst
+    assert ".. rubric:: machine" in rst and "   * - threads\n     - 2" in rst
+    assert f"first {results_page.MAX_TABLE_ROWS} of 100 rows" in rst
     # Markdown that is not valid reStructuredText is included verbatim instead.
     assert ".. include:: ../benchmarks/results/odd.md\n   :literal:" in rst
     without_include = rst.replace(".. include:: ../benchmarks/results/odd.md\n   :literal:", "")
@@ -212,3 +220,141 @@ def test_cli_help_covers_every_command():
     assert {f"sklearn-ltm {c}" for c in commands} <= set(texts)
     assert all(text.startswith("usage:") for text in texts.values())
     assert "--mass-fraction" in texts["sklearn-ltm train"]
+
+
+def test_json_to_rst_tables(results_page):
+    rst = results_page.json_to_rst({"benchmark": "x", "runs": {"cpu": {"rows": [
+        {"encoder": "cnn10", "items_per_s": 5.1966, "ok": True},
+        {"encoder": "scratch", "items_per_s": 6073.28, "extra": None}]}}})
+    assert results_page.rst_problems(rst) == ""
+    assert ".. rubric:: runs / cpu / rows" in rst
+    assert "   * - encoder\n     - items_per_s\n     - ok\n     - extra" in rst
+    assert "   * - scratch\n     - 6073\n     - ..\n     - null" in rst
+    assert "     - 5.197\n     - true" in rst
+
+
+# ------------------------------------------------------------------ the index quick-start
+def _code_blocks(path: Path, language: str = "python") -> list[str]:
+    """The bodies of the ``.. code-block:: <language>`` directives of an rst file."""
+    blocks, lines = [], path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() != f".. code-block:: {language}":
+            continue
+        indent = len(line) - len(line.lstrip())
+        body = []
+        for nxt in lines[i + 1:]:
+            if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= indent:
+                break
+            body.append(nxt)
+        blocks.append(textwrap.dedent("\n".join(body)).strip() + "\n")
+    return blocks
+
+
+@pytest.mark.slow
+def test_index_quick_start_runs_as_written(tmp_path, monkeypatch):
+    """The first code block of the home page runs on a fresh install (no weights, no hub)."""
+    import runpy
+
+    import torch
+
+    (code,) = _code_blocks(DOCS / "index.rst")[:1]
+    for needs_download in ("cnn14", "bert", ".pth", "load_clotho", "load_audiocaps"):
+        assert needs_download not in code.lower(), needs_download
+    script = tmp_path / "quick_start.py"
+    script.write_text(code)
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        namespace = runpy.run_path(str(script))
+    finally:
+        torch.set_num_threads(threads)
+    assert (tmp_path / "first-ltm.pt").is_file()
+    assert namespace["top"].shape == (1, 5)
+    # it learned something: text-to-audio R@10 well above chance (10 of 60 clips)
+    from sklearn_ltm import evaluate
+
+    scores = evaluate(namespace["model"], namespace["X"][namespace["test"]],
+                      list(namespace["y"][namespace["test"]]))
+    assert scores["t2a_R@10"] > 0.3
+
+
+# ------------------------------------------------------------------ the built site
+# scripts/test.sh runs these again after the Sphinx build (SKLEARN_LTM_DOCS_HTML names the
+# output); in the main test run they check an earlier build when there is one.
+def _built_site() -> Path:
+    import os
+
+    site = Path(os.environ.get("SKLEARN_LTM_DOCS_HTML", DOCS / "_build" / "html"))
+    if not (site / "index.html").is_file():
+        pytest.skip(f"no built documentation at {site} (scripts/test.sh builds it)")
+    return site
+
+
+class _TextOutsideCode:
+    """Collect the text of an HTML page outside code, maths, scripts and styles."""
+
+    SKIPPED = {"pre", "code", "script", "style", "kbd", "samp", "textarea"}
+
+    def __init__(self):
+        from html.parser import HTMLParser
+
+        outer = self
+        self.text, self._stack = [], []
+
+        class Parser(HTMLParser):
+            def handle_starttag(self, tag, attrs):
+                if tag in ("br", "img", "meta", "link", "input", "hr", "wbr", "source"):
+                    return
+                classes = (dict(attrs).get("class") or "").split()
+                outer._stack.append(tag in outer.SKIPPED or "math" in classes)
+
+            def handle_endtag(self, tag):
+                if outer._stack:
+                    outer._stack.pop()
+
+            def handle_data(self, data):
+                if not any(outer._stack):
+                    outer.text.append(data)
+
+        self.parser = Parser()
+
+    def feed(self, page: str) -> str:
+        self.parser.feed(page)
+        return "".join(self.text)
+
+
+def test_built_html_has_no_mailto_links():
+    site = _built_site()
+    bad = [p.relative_to(site).as_posix() for p in site.rglob("*.html")
+           if "mailto:" in p.read_text(encoding="utf-8", errors="replace")]
+    assert not bad, f"mailto: links (R@k read as an e-mail address?) in {bad}"
+
+
+def test_built_html_loads_no_script_from_another_host():
+    site = _built_site()
+    remote = re.compile(r"<script\b[^>]*\bsrc\s*=\s*[\"']?(?:[a-z]+:)?//", re.I)
+    bad = [p.relative_to(site).as_posix() for p in site.rglob("*.html")
+           if remote.search(p.read_text(encoding="utf-8", errors="replace"))]
+    assert not bad, f"scripts from another host in {bad}"
+    assert (site / "_static" / "mathjax" / "tex-svg.js").is_file()
+
+
+def test_built_html_maths_is_rendered_locally_and_no_raw_latex_outside_code():
+    site = _built_site()
+    pages_with_maths, raw = 0, []
+    for path in site.rglob("*.html"):
+        page = path.read_text(encoding="utf-8", errors="replace")
+        if 'class="math' in page:
+            pages_with_maths += 1
+            assert re.search(r'<script[^>]+src="[^"]*_static/mathjax/tex-svg\.js', page), path
+        if "\\(" in _TextOutsideCode().feed(page):
+            raw.append(path.relative_to(site).as_posix())
+    assert pages_with_maths > 0
+    assert not raw, f"raw LaTeX \\( outside code and maths in {raw}"
+
+
+def test_text_outside_code_skips_code_and_maths():
+    page = ('<p>a <code>\\(x\\)</code> <span class="math notranslate">\\(y\\)</span>'
+            '<br>b</p><pre>\\(z</pre><p>c \\(w</p>')
+    assert _TextOutsideCode().feed(page) == "a  bc \\(w"

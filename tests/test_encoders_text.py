@@ -13,6 +13,7 @@ from sklearn_ltm.encoders import (
     ScratchTextEncoder,
     build_text_encoder,
     resolve_text_model_path,
+    resolve_text_pooling,
 )
 from sklearn_ltm.encoders import text as text_module
 
@@ -97,6 +98,84 @@ def test_hf_unknown_model_fails_offline_with_a_hint(no_network, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ValueError, match="no-such-org/no-such-model.*local_files_only=False"):
         build_text_encoder("no-such-org/no-such-model")
+
+
+# --------------------------------------------------------------------------- pooling="auto"
+def test_auto_pooling_is_cls_without_a_pooling_config(tiny_model_dir, no_network):
+    encoder = build_text_encoder(tiny_model_dir).eval()  # the default is "auto"
+    assert encoder.pooling == "cls" and encoder.get_config()["pooling"] == "cls"
+    tokens = encoder.tokenize(CAPTIONS)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(tokens), encoder.model(**tokens).last_hidden_state[:, 0])
+
+
+def _sentence_transformers_layout(folder, pooling_dir, **modes):
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": pooling_dir, "type": "sentence_transformers.models.Pooling"},
+    ]))
+    (folder / pooling_dir).mkdir(exist_ok=True)
+    config = {"word_embedding_dimension": 32, "pooling_mode_cls_token": False,
+              "pooling_mode_mean_tokens": False, "pooling_mode_max_tokens": False, **modes}
+    (folder / pooling_dir / "config.json").write_text(json.dumps(config))
+
+
+def test_auto_pooling_reads_the_sentence_transformers_config(tiny_model_dir, tmp_path, no_network):
+    import shutil
+
+    folder = tmp_path / "st-model"
+    shutil.copytree(tiny_model_dir, folder)
+    _sentence_transformers_layout(folder, "pool_here", pooling_mode_mean_tokens=True)
+    encoder = build_text_encoder(folder).eval()
+    assert encoder.pooling == "mean"
+    tokens = encoder.tokenize(CAPTIONS)
+    with torch.no_grad():
+        hidden = encoder.model(**tokens).last_hidden_state
+    mask = tokens["attention_mask"].unsqueeze(-1).float()
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(tokens), (hidden * mask).sum(1) / mask.sum(1))
+    # an explicit choice wins over the config
+    assert build_text_encoder(folder, pooling="cls").pooling == "cls"
+    _sentence_transformers_layout(folder, "pool_here", pooling_mode_cls_token=True)
+    assert resolve_text_pooling(folder) == "cls"
+    _sentence_transformers_layout(folder, "pool_here", pooling_mode_max_tokens=True)
+    with pytest.warns(UserWarning, match="pooling_mode_max_tokens.*using 'cls'"):
+        assert resolve_text_pooling(folder) == "cls"
+    # without modules.json the conventional 1_Pooling folder is read
+    (folder / "modules.json").unlink()
+    _sentence_transformers_layout(folder, "1_Pooling", pooling_mode_mean_tokens=True)
+    (folder / "modules.json").unlink()
+    assert resolve_text_pooling(folder) == "mean"
+
+
+def test_text_encoder_component_defaults_to_auto_pooling(tiny_model_dir, tmp_path, no_network):
+    import shutil
+
+    from sklearn_ltm import LTMRetriever
+    from sklearn_ltm.components import HuggingFaceText
+
+    folder = tmp_path / "st-model"
+    shutil.copytree(tiny_model_dir, folder)
+    _sentence_transformers_layout(folder, "1_Pooling", pooling_mode_mean_tokens=True)
+    est = LTMRetriever(text_encoder=str(folder))
+    assert est.get_params()["text_encoder__pooling"] == "auto"
+    assert HuggingFaceText(folder).build(CAPTIONS).pooling == "mean"  # the model's own
+    assert HuggingFaceText(folder, pooling="cls").build(CAPTIONS).pooling == "cls"
+    with pytest.raises(ValueError, match="pooling"):
+        HuggingFaceText(folder, pooling="max").validate()
+
+
+@needs_minilm
+def test_auto_pooling_of_minilm_is_mean(no_network):
+    assert resolve_text_pooling(MINILM_NAME) == "mean"
+    assert resolve_text_pooling("all-MiniLM-L6-v2", "cls") == "cls"
+
+
+def test_auto_pooling_of_an_unknown_id_is_cls_offline(no_network, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_text_pooling("no-such-org/no-such-model") == "cls"
+    with pytest.raises(ValueError, match="pooling='max' is not accepted"):
+        resolve_text_pooling("no-such-org/no-such-model", "max")
 
 
 @pytest.mark.parametrize("kwargs, match", [({"pooling": "max"}, "pooling"), ({"max_length": 0}, "max_length")])

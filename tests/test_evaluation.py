@@ -302,3 +302,208 @@ def test_bad_input_raises_before_work(make, call, error, match):
 def test_bad_scorer_arguments_raise_at_construction(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_retrieval_scorer(**kwargs)
+
+
+# ---------------------------------------------------------------- repeated captions
+
+
+def _class_caption_set():
+    """Two classes, three clips each, one class caption per clip (as ESC-50 with one template).
+
+    Clips of class k lie near e_k; "a dog barking" embeds at e_0, "rain falling" at e_1. Every
+    clip's nearest caption is its own class caption, so the right a2t R@1 is 1, and each
+    caption's nearest clips are the three of its class, so t2a R@3 is 1.
+    """
+    X = np.array([[1.0, 0.1], [1.0, -0.1], [0.9, 0.0], [0.1, 1.0], [-0.1, 1.0], [0.0, 0.8]])
+    y = ["a dog barking", "A dog barking.", "a dog barking", "rain falling", "rain falling",
+         "Rain falling!"]
+    table = {"a dog barking": np.array([1.0, 0.0]), "rain falling": np.array([0.0, 1.0])}
+    table["A dog barking."], table["Rain falling!"] = table["a dog barking"], table["rain falling"]
+    return X, y, table
+
+
+def test_repeated_class_captions_are_one_item_relevant_to_all_their_clips():
+    from sklearn_ltm.evaluation import RepeatedCaptionsWarning
+
+    X, y, table = _class_caption_set()
+    retriever = TableRetriever(table).fit(X, y)
+    with pytest.warns(RepeatedCaptionsWarning, match="4 of 6 captions repeat"):
+        got = evaluate(retriever, X, y, ks=(1, 3))
+    # before the merge the tied identical captions made a2t R@1 exactly 0
+    assert got["a2t_R@1"] == 1.0 and got["a2t_mAP@10"] == 1.0
+    assert got["t2a_R@1"] == 1.0 and got["t2a_R@3"] == 1.0
+    # t2a mAP: all three clips of each class are in its top 3
+    assert got["t2a_mAP@10"] == pytest.approx(1.0)
+    # two distinct captions are embedded, not six
+    texts = [c for kind, c, _ in retriever.calls_ if kind == "embed_text"][0]
+    assert texts == ["a dog barking", "rain falling"]
+    # the ready scorers and text_to_audio_score agree
+    with pytest.warns(RepeatedCaptionsWarning):
+        assert make_retrieval_scorer("R@1", "a2t")(retriever, X, y) == 1.0
+    with pytest.warns(RepeatedCaptionsWarning):
+        assert text_to_audio_score(retriever, X, y) == 1.0
+
+
+def test_merged_caption_ranks_against_a_wrong_clip():
+    # the dog caption's nearest clip is the rain clip at 0.5: t2a R@1 0 for it, R@2 1.
+    X = np.array([[2.0], [2.2], [0.4]])
+    y = ["dog", "dog", "rain"]
+    table = {"dog": np.array([0.5]), "rain": np.array([0.0])}
+    with pytest.warns(UserWarning, match="1 of 3 captions repeat"):
+        got = evaluate(TableRetriever(table).fit(X, y), X, y, ks=(1, 2))
+    assert got["t2a_R@1"] == 0.5  # dog misses (rain clip first), rain hits
+    assert got["t2a_R@2"] == 1.0
+    # dog query: relevant clips at ranks 2 and 3 -> AP = (1/2 + 2/3) / 2; rain: 1
+    assert got["t2a_mAP@10"] == pytest.approx(((1 / 2 + 2 / 3) / 2 + 1) / 2)
+    # a2t: clips 2.0 and 2.2 find dog first; clip 0.4 is nearer dog (0.01) than rain (0.16)
+    assert got["a2t_R@1"] == pytest.approx(2 / 3)
+
+
+def test_no_warning_without_repeats():
+    import warnings
+
+    X, y, _, table, _ = _pairs(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluate(TableRetriever(table).fit(X, y), X, y)
+
+
+def test_label_relevance_counts_every_clip_of_the_class():
+    # each dog caption lies on the *other* dog clip: wrong by clip identity, right by class
+    X = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0], [10.0, 1.0]])
+    y = ["dog", "a dog", "rain", "the rain"]
+    labels = ["d", "d", "r", "r"]
+    table = {"dog": X[1], "a dog": X[0], "rain": X[2], "the rain": X[3]}
+    retriever = TableRetriever(table).fit(X, y)
+    by_clip = evaluate(retriever, X, y, ks=(1,))
+    by_label = evaluate(retriever, X, y, ks=(1,), relevance="label", labels=labels)
+    assert by_clip["t2a_R@1"] == 0.5 and by_clip["a2t_R@1"] == 0.5
+    assert by_label["t2a_R@1"] == 1.0 and by_label["a2t_R@1"] == 1.0
+    # by class each query has two relevant items, found at ranks 1 and 2
+    assert by_label["t2a_mAP@10"] == 1.0 and by_label["a2t_mAP@10"] == 1.0
+
+
+def test_label_relevance_hand_computed():
+    # clip 0 (dog) at 0, clip 1 (dog) at 3, clip 2 (rain) at 1; captions: "bark" at 0
+    # (paired with clip 0), "woof" at 3 (clip 1), "drip" at 1.2 (clip 2).
+    X = np.array([[0.0], [3.0], [1.0]])
+    y = ["bark", "woof", "drip"]
+    labels = np.array([0, 0, 1])
+    table = {"bark": np.array([0.0]), "woof": np.array([3.0]), "drip": np.array([1.2])}
+    r = TableRetriever(table).fit(X, y)
+    # a2t for clip 1 (at 3): captions by distance woof 0, drip 3.24, bark 9.
+    # by label both bark and woof are relevant: AP = (1/1 + 2/3) / 2
+    got = evaluate(r, X, y, relevance="label", labels=labels, ks=(1,))
+    ap_clip0 = (1 + 2 / 3) / 2  # clip 0 at 0: bark 0, drip 1.44, woof 9
+    ap_clip1 = (1 + 2 / 3) / 2
+    assert got["a2t_mAP@10"] == pytest.approx((ap_clip0 + ap_clip1 + 1) / 3)
+    # t2a "bark" at 0: clips 0 (0), 2 (1), 1 (9): relevant {0, 1} -> AP (1 + 2/3) / 2
+    assert got["t2a_mAP@10"] == pytest.approx((ap_clip0 + ap_clip1 + 1) / 3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"relevance": "class"}, ValueError, "relevance='class' is not known"),
+        ({"relevance": "label"}, ValueError, "needs labels="),
+        ({"labels": [0, 1, 2]}, ValueError, "relevance='clip' ignores them"),
+        ({"relevance": "label", "labels": [0, 1]}, ValueError, "labels has shape"),
+        ({"relevance": "label", "labels": 3}, TypeError, "labels must be a sequence"),
+    ],
+)
+def test_bad_relevance_arguments(kwargs, error, match):
+    X = np.array([[0.0], [3.0], [1.0]])
+    y = ["bark", "woof", "drip"]
+    table = {c: np.array([float(i)]) for i, c in enumerate(y)}
+    r = TableRetriever(table).fit(X, y)
+    with pytest.raises(error, match=match):
+        evaluate(r, X, y, **kwargs)
+    assert r.calls_ == []
+
+
+# ---------------------------------------------------------------- Pipelines
+
+
+def test_scorers_work_on_a_pipeline_and_transform_only_the_audio():
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y, groups, table, clips = _pairs(6, noise=0.4)
+    shift = np.arange(X.shape[1], dtype=float)
+    # the first step moves the audio away; the retriever undoes it only if it comes first
+    pipe = Pipeline([("unshift", FunctionTransformer(lambda a: a - shift)),
+                     ("ret", TableRetriever(table))])
+    pipe.fit(X + shift, y)
+    direct = evaluate(TableRetriever(table).fit(X, y), X, y)
+    assert evaluate(pipe, X + shift, y) == pytest.approx(direct)
+    for name, scorer in get_retrieval_scorers().items():
+        assert scorer(pipe, X + shift, y) == pytest.approx(direct[name]), name
+    multi = make_multi_retrieval_scorer()
+    got = multi(pipe, X + shift, y)
+    assert got == pytest.approx({k: direct[k] for k in got})
+    assert text_to_audio_score(pipe, X + shift, y) == pytest.approx(text_to_audio_score(
+        TableRetriever(table).fit(X, y), X, y))
+    # the captions went straight to the final step, untouched
+    texts = [c for kind, c, _ in pipe[-1].calls_ if kind == "embed_text"]
+    assert all(t == y for t in texts)
+
+
+def test_pipeline_whose_last_step_is_no_retriever_raises_a_clear_type_error():
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y, _, table, _ = _pairs(7)
+    pipe = Pipeline([("scale", StandardScaler()), ("pca", PCA(2))]).fit(X)
+    with pytest.raises(TypeError, match="last step PCA of the Pipeline has no method embed_text"):
+        get_retrieval_scorers()["t2a_R@1"](pipe, X, y)
+    with pytest.raises(TypeError, match="'passthrough'"):
+        evaluate(Pipeline([("scale", StandardScaler()), ("x", "passthrough")]).fit(X), X, y)
+
+
+def test_grid_search_over_a_scaler_and_ltm_pipeline_gives_finite_distinct_scores():
+    import warnings
+
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sklearn_ltm import LTMRetriever
+    from tests._synthetic_features import planted_pairs
+
+    audio, text, groups = planted_pairs(n_clips=90, seed=3)
+    audio = audio * 50.0 + 7.0  # far from standardised: the scaler matters
+    pipe = Pipeline([("scale", StandardScaler()), ("ltm", LTMRetriever(
+        embedding_dim=8, batch_size=30, validation_fraction=0.0, random_state=0,
+        device="cpu", learning_rate=3e-3))])
+    search = GridSearchCV(pipe, {"ltm__max_epochs": [1, 12]}, cv=GroupKFold(3),
+                          scoring=get_retrieval_scorers(), refit="t2a_R@5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", category=UserWarning)  # no swallowed failure
+        warnings.filterwarnings("ignore", message=".*Sinkhorn.*")
+        search.fit(audio, text, groups=groups)
+    for name in get_retrieval_scorers():
+        scores = search.cv_results_[f"mean_test_{name}"]
+        assert np.all(np.isfinite(scores)), name
+    r5 = search.cv_results_["mean_test_t2a_R@5"]
+    assert r5[0] != r5[1]
+    assert search.best_params_ == {"ltm__max_epochs": 12}
+    assert r5[1] > r5[0]
+
+
+# ---------------------------------------------------------------- progress
+
+
+def test_progress_on_stderr_only_when_verbose(capfd):
+    X, y, _, table, _ = _pairs(8)
+    retriever = TableRetriever(table).fit(X, y)
+    quiet = evaluate(retriever, X, y)
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+    loud = evaluate(retriever, X, y, verbose=1, batch_size=2)
+    captured = capfd.readouterr()
+    assert "evaluate: embedding clips" in captured.err
+    assert "evaluate: embedding captions" in captured.err
+    assert captured.out == ""
+    assert loud == quiet  # chunked embedding gives the same numbers
+    with pytest.raises(ValueError, match="verbose=-1"):
+        evaluate(retriever, X, y, verbose=-1)

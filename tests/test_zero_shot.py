@@ -212,3 +212,18 @@ def test_bad_input_raises_before_embedding(params, X, y, error, match):
     with pytest.raises(error, match=match):
         clf.fit(X, y)
     assert retriever.captions_seen_ == []
+
+
+def test_progress_on_stderr_only_when_verbose(capfd):
+    clf, X, labels = _fitted()
+    quiet = clf.predict_proba(X)
+    assert capfd.readouterr().err == ""
+    loud_clf, _, _ = _fitted(verbose=1)
+    err = capfd.readouterr().err
+    assert "zero-shot: embedding prompts" in err
+    loud = loud_clf.predict_proba(X)
+    err = capfd.readouterr().err
+    assert "zero-shot: embedding clips" in err
+    np.testing.assert_allclose(loud, quiet)
+    with pytest.raises(ValueError, match=r"'verbose' parameter of ZeroShotAudioClassifier .*Got -2"):
+        _fitted(verbose=-2)

@@ -7,7 +7,10 @@ section only appears for the files that exist, and a note says when there are no
 
 Markdown pipe tables are turned into reStructuredText ``list-table`` directives; the converted
 text is parsed with docutils first and, should it raise any warning, the file is shown
-verbatim instead, so a benchmark's free-form output can never break a ``-W`` build.
+verbatim instead, so a benchmark's free-form output can never break a ``-W`` build. A JSON
+file without a Markdown twin is shown as tables too (:func:`json_to_rst`): each list of
+records becomes a table with one column per field, and the plain values of an object a
+two-column table, each under the path of keys that leads to it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import re
 from pathlib import Path
 
 RESULTS_DOCNAME = "results"
-MAX_JSON_LINES = 60
+MAX_TABLE_ROWS = 60
 
 # Benchmarks whose script name does not follow ``bench_<stem>.py``.
 KNOWN_COMMANDS = {
@@ -179,6 +182,89 @@ def rst_problems(text: str) -> str:
     return stream.getvalue()
 
 
+def _is_plain(value) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _fmt(value) -> str:
+    """A JSON value as a table cell: floats to 4 significant digits, lists joined."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if value is not None else "null"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list) and all(_is_plain(v) for v in value):
+        return ", ".join(_fmt(v) for v in value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(", ", ": "))
+    return str(value)
+
+
+def _flatten(record: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def json_to_rst(data) -> str:
+    """reStructuredText tables for a benchmark's JSON results.
+
+    Every list of objects becomes a ``list-table`` with one column per (flattened) field;
+    the plain values of each object become a two-column table; each table is headed by the
+    path of keys leading to it. At most :data:`MAX_TABLE_ROWS` rows per table are shown.
+
+    Parameters
+    ----------
+    data : object
+        Parsed JSON.
+
+    Returns
+    -------
+    str
+        reStructuredText.
+    """
+    out: list[str] = []
+
+    def rubric(path):
+        if path:
+            out.extend([f".. rubric:: {_inline(' / '.join(map(str, path)))}", ""])
+
+    def table(header, rows):
+        shown = rows[:MAX_TABLE_ROWS]
+        out.extend(_table_to_rst(header, shown))
+        if len(rows) > len(shown):
+            out.extend([f"(first {len(shown)} of {len(rows)} rows)", ""])
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            plain = {k: v for k, v in node.items()
+                     if _is_plain(v) or (isinstance(v, list) and all(_is_plain(x) for x in v))}
+            if plain:
+                rubric(path)
+                table(["field", "value"], [[str(k), _fmt(v)] for k, v in plain.items()])
+            for key, value in node.items():
+                if key not in plain:
+                    walk(value, [*path, key])
+        elif isinstance(node, list) and node and all(isinstance(x, dict) for x in node):
+            records = [_flatten(x) for x in node]
+            columns = list(dict.fromkeys(k for r in records for k in r))
+            rubric(path)
+            table(columns, [[_fmt(r.get(c, "")) for c in columns] for r in records])
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, [*path, i])
+        else:
+            rubric(path)
+            table(["value"], [[_fmt(node)]])
+
+    walk(data, [])
+    return "\n".join(out) + "\n"
+
+
 def _title(stem: str) -> str:
     return {
         "esc50": "Zero-shot classification on ESC-50",
@@ -237,15 +323,14 @@ def render_results(results_dir: Path, benchmarks_dir: Path, docs_dir: Path) -> s
             shown = _repo_relative(js, docs_dir)
             text = js.read_text(encoding="utf-8", errors="replace")
             try:
-                text = json.dumps(json.loads(text), indent=2)
+                converted = json_to_rst(json.loads(text))
             except ValueError:
-                pass
-            lines = text.splitlines()
-            cut = len(lines) > MAX_JSON_LINES
-            out += [f"Raw results (``{shown}``"
-                    + (f", first {MAX_JSON_LINES} of {len(lines)} lines" if cut else "")
-                    + "):", "", ".. code-block:: text", ""]
-            out += [f"   {line}" for line in lines[:MAX_JSON_LINES]] + [""]
+                converted = None
+            if converted is not None and not rst_problems(converted):
+                out += [f"From ``{shown}``:", "", converted]
+            else:
+                out += [f"``{shown}``, verbatim:", "", f".. include:: ../{shown}",
+                        "   :literal:", ""]
     return "\n".join(out) + "\n"
 
 

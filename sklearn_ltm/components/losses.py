@@ -147,7 +147,9 @@ class Contrastive(LossComponent):
     Parameters
     ----------
     temperature : float, default=0.07
+        Softmax temperature of the InfoNCE logits (minus the cost), > 0; smaller is sharper.
     group_aware : bool, default=True
+        Pairs of the same clip in a batch count as positives (``False``: as negatives).
 
     Examples
     --------
@@ -175,6 +177,7 @@ class Triplet(LossComponent):
     margin : float, default=0.2
         In cost units, >= 0.
     group_aware : bool, default=True
+        Pairs of the same clip in a batch count as positives (``False``: as negatives).
 
     Examples
     --------

@@ -77,9 +77,12 @@ class AdamW(OptimizerComponent):
     Parameters
     ----------
     weight_decay : float, default=0.01
+        Decoupled weight decay, applied to the weights directly (not through the gradients).
     gradient_clip : float or None, default=2.0
+        Maximum gradient norm (``None``: no clipping).
     micro_batch_size : int or None, default=None
-        See :class:`Adam`.
+        As in :class:`Adam`: exact large batches in micro-batches of this size (``None``: one
+        pass).
 
     Examples
     --------

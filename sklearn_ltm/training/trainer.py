@@ -210,6 +210,11 @@ class Trainer:
         False on the other ranks of a distributed run: callbacks that write files or
         print check it.
     verbose : int
+    checkpoint_exclude : collection of {"audio", "text"}
+        Frozen encoders whose weights :meth:`state_dict` leaves out: they are rebuilt from
+        their own source (pretrained weights) on resume, and a fingerprint saved in their
+        place is checked by :meth:`load_state_dict`. The model file holds them already, so
+        a checkpoint does not store a frozen pretrained encoder a second time.
 
     Attributes
     ----------
@@ -246,7 +251,7 @@ class Trainer:
     def __init__(self, model, loss_fn, optimizer, *, batch_size: int, max_epochs: int, device,
                  rng: np.random.Generator, callbacks=(), frozen=(), gradient_clip=None,
                  mixed_precision: bool = False, num_workers: int = 0, step=None,
-                 is_main_process: bool = True, verbose: int = 0):
+                 is_main_process: bool = True, verbose: int = 0, checkpoint_exclude=()):
         self.model = model
         self.loss_fn = loss_fn
         self.optimizer = optimizer
@@ -262,6 +267,7 @@ class Trainer:
         self.step = backprop_step if step is None else step
         self.is_main_process = bool(is_main_process)
         self.verbose = int(verbose)
+        self.checkpoint_exclude = frozenset(checkpoint_exclude) & self.frozen
         self.history: list[dict] = []
         self.epoch = 0
         self.step_count = 0
@@ -431,10 +437,14 @@ class Trainer:
             state = getattr(cb, "state_dict", None)
             if state is not None:
                 callbacks[key] = state()
+        excluded = self._excluded_prefixes()
+        weights = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
+                   if not k.startswith(excluded)}
         return {
             "format": _CHECKPOINT_FORMAT,
             "format_version": _CHECKPOINT_VERSION,
-            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "model": weights,
+            "excluded_fingerprints": {prefix: self._fingerprint(prefix) for prefix in excluded},
             "optimizer": self.optimizer.state_dict(),
             "history": [dict(r) for r in self.history],
             "epoch": self.epoch,
@@ -456,7 +466,19 @@ class Trainer:
                 "this file is not a sklearn-ltm training checkpoint of format "
                 f"{_CHECKPOINT_VERSION} (found format version {version!r}); checkpoints of "
                 "sklearn-ltm 0.1 cannot be resumed by this version: start the run again.")
-        self.model.load_state_dict(state["model"])
+        fingerprints = state.get("excluded_fingerprints", {})
+        weights = dict(state["model"])
+        for prefix, saved in fingerprints.items():
+            now = self._fingerprint(prefix)
+            if now.shape != saved.shape or not torch.allclose(now, saved, rtol=1e-9, atol=0):
+                raise ValueError(
+                    f"the frozen {prefix.split('_')[0]} encoder differs from the one this "
+                    "checkpoint was trained with (its weights are not in the checkpoint: they "
+                    "come from the encoder's own weights file); resume with the same encoder "
+                    "settings and weights.")
+            weights.update({k: v for k, v in self.model.state_dict().items()
+                            if k.startswith(prefix)})
+        self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
         self.history = [dict(r) for r in state["history"]]
         self.epoch = int(state["epoch"])
@@ -470,6 +492,17 @@ class Trainer:
         for key, cb in self._callback_keys():
             if key in saved and hasattr(cb, "load_state_dict"):
                 cb.load_state_dict(saved[key])
+
+    def _excluded_prefixes(self) -> tuple:
+        return tuple(f"{side}_encoder." for side in sorted(self.checkpoint_exclude))
+
+    def _fingerprint(self, prefix: str) -> torch.Tensor:
+        """Sum and sum of squares (float64) of every tensor under ``prefix``, in order: what
+        tells a resumed run that its frozen encoder is the saved one."""
+        rows = [(t.detach().double().sum(), t.detach().double().square().sum())
+                for k, t in self.model.state_dict().items()
+                if k.startswith(prefix) and t.is_floating_point()]
+        return torch.tensor([[float(a), float(b)] for a, b in rows], dtype=torch.float64)
 
     def _callback_keys(self):
         """``("EarlyStopping:0", callback), ...``: stable names of the callbacks' states."""
