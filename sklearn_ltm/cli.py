@@ -791,7 +791,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-file", type=Path, help="audio query for --captions")
     p.add_argument("--captions", type=Path, help="captions to rank for --audio-file, one a line")
     p.add_argument("-k", type=int, default=5, help="results per query")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="print the hits as a table or as JSON")
     p.add_argument("--backend", choices=("exact", "faiss"), default="exact",
                    help="exact chunked search, or FAISS (pip install 'sklearn-ltm[faiss]')")
     p.add_argument("--factory", default="Flat",

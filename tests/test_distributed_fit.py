@@ -97,10 +97,12 @@ def test_cli_train_under_torchrun_saves_a_plain_model_equal_to_one_process(corpu
             "--embedding-dim", "8", "--batch-size", "4", "--max-epochs", "2",
             "--validation-fraction", "0", "--random-state", "0",
             "--audio-encoder-max-seconds", "1.0", "--audio-encoder-freeze",
-            "--text-encoder", "scratch", "--text-encoder-freeze", "--verbose", "0"]  # frozen and cached: no random layer trains
+            "--text-encoder", "scratch", "--text-encoder-freeze",
+            "--verbose", "0"]  # frozen and cached: no random layer trains
     out = tmp_path / "dist.pt"
     proc = _torchrun("-m", "sklearn_ltm.cli", *args, "--output", out)
-    assert proc.stdout.count("model saved to") == 1  # rank 0 only
+    assert proc.stdout.count("trained 2 epochs") == 1  # rank 0 only
+    assert proc.stdout.count(str(out)) == 1
     assert out.is_file() and not list(tmp_path.glob("*.tmp*"))
     single = tmp_path / "single.pt"
     assert main([*map(str, args), "--output", str(single)]) == 0
