@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +140,7 @@ def read_pairs_csv(path, *, drop_missing: bool = False):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"CSV file {path} does not exist.")
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a byte-order mark is fine
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or not {"audio_path", "caption"} <= set(reader.fieldnames):
             raise UserError(f"{path} needs a header with columns audio_path,caption; found "
@@ -168,14 +169,16 @@ def _load_model(path):
     from .retriever import LTMRetriever
 
     if not Path(path).is_file():
-        raise UserError(f"model file {path} does not exist.")
+        raise UserError(f"model file {path} "
+                        f"{'is a directory' if Path(path).is_dir() else 'does not exist'}.")
     return LTMRetriever.load(path)
 
 
 def _audio_files(folder: Path):
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder.")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
+                   and p.is_file())  # not a folder named like x.wav
     if not files:
         raise UserError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {folder}.")
     return files
@@ -214,12 +217,21 @@ def embed_folder_cached(model, model_path, files, cache_path):
     -------
     ndarray of shape (len(files), embedding_dim)
     """
+    from ._checks import check_writable_path
     from ._utils import atomic_write
 
+    cache_path = Path(cache_path)
+    if cache_path.is_dir():
+        raise UserError(f"--cache {cache_path} is a directory; give a file (.npz).")
+    try:
+        check_writable_path(cache_path, "--cache")
+        writable = True
+    except ValueError as exc:
+        print(f"warning: {exc} The embeddings are not cached.", file=sys.stderr)
+        writable = False
     model_key = _file_digest(Path(model_path))
     keys = [_file_digest(Path(f)) for f in files]
     cache: dict[str, np.ndarray] = {}
-    cache_path = Path(cache_path)
     if cache_path.is_file():
         try:
             with np.load(cache_path, allow_pickle=False) as npz:
@@ -228,14 +240,34 @@ def embed_folder_cached(model, model_path, files, cache_path):
         except (OSError, KeyError, ValueError):
             cache = {}
     todo = [i for i, k in enumerate(keys) if k not in cache]
+    readable = _readable_audio([files[i] for i in todo], model)
+    todo = [i for i, ok in zip(todo, readable) if ok]
     if todo:
         emb = model.transform([str(files[i]) for i in todo])
         for i, e in zip(todo, emb):
             cache[keys[i]] = e
-        with atomic_write(cache_path, "wb") as fh:
-            np.savez(fh, model=np.array(model_key), keys=np.array(list(cache)),
-                     embeddings=np.stack(list(cache.values())))
-    return np.stack([cache[k] for k in keys])
+        if writable:
+            with atomic_write(cache_path, "wb") as fh:
+                np.savez(fh, model=np.array(model_key), keys=np.array(list(cache)),
+                         embeddings=np.stack(list(cache.values())))
+    if not cache:
+        raise UserError(f"none of the {len(files)} audio files could be read.")
+    missing = np.full(len(next(iter(cache.values()))), np.nan, dtype=np.float32)
+    return np.stack([cache.get(k, missing) for k in keys])
+
+
+def _readable_audio(files, model) -> np.ndarray:
+    """Which of ``files`` decode (one warning line on stderr for those that do not)."""
+    from .encoders import AudioFilesSkippedWarning, check_audio_files
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AudioFilesSkippedWarning)
+        keep = check_audio_files([str(f) for f in files], "skip", count_as="files",
+                                 max_seconds=getattr(model, "max_audio_seconds", None))
+    for w in caught:
+        if issubclass(w.category, AudioFilesSkippedWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+    return keep
 
 
 # ---------------------------------------------------------------------- commands
@@ -249,10 +281,12 @@ def cmd_demo(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from ._checks import check_writable_path
     from .retriever import LTMRetriever
 
     if args.resume is not None and not Path(args.resume).is_file():
         raise UserError(f"--resume {args.resume} does not exist.")
+    check_writable_path(args.output, "--output")  # before any work, not after training
     audio, captions = _load_pairs(args)
     params = _estimator_params(args)
     if params["verbose"] == 0 and not args.quiet:
@@ -300,7 +334,7 @@ def cmd_search(args) -> int:
         gallery = embed_folder_cached(model, args.model, files, cache)
         q = model.embed_text([args.query])
         d = ((q - gallery) ** 2).sum(1)
-        order = np.argsort(d, kind="stable")[: args.k]
+        order = np.argsort(d, kind="stable")[: min(args.k, int(np.isfinite(d).sum()))]
         print(f"top {len(order)} clips for {args.query!r}:")
         for rank, i in enumerate(order, 1):
             print(f"{rank:>3}  {d[i]:.4f}  {files[i]}")
@@ -483,9 +517,9 @@ def main(argv=None) -> int:
         parser.error(f"-k {args.k}: must be >= 1")
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, FileNotFoundError, NotADirectoryError,
-            PermissionError) as exc:
-        print(f"sklearn-ltm {args.command}: error: {exc}", file=sys.stderr)
+    except (UserError, ValueError, OSError) as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the exception's layout
+        print(f"sklearn-ltm {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

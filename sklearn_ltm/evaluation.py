@@ -25,6 +25,8 @@ import re
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from sklearn_ltm._checks import warn_if_trivial_gallery
+from sklearn_ltm._inputs import as_values
 from sklearn_ltm._utils import as_str_list, infer_groups
 from sklearn_ltm.metrics import (
     _check_embeddings,
@@ -72,6 +74,7 @@ def _check_retriever(retriever, batch_size=None) -> None:
 
 def _check_pairs(X, y, groups):
     """Validate the pairs and return (distinct clips of X, captions, group index of each row)."""
+    X, y = as_values(X, "X"), as_values(y, "y")  # pandas as values, generators read once
     if isinstance(X, (str, bytes)) or not hasattr(X, "__len__"):
         raise TypeError(f"X must be an array or a sequence of clips; got {type(X).__name__}.")
     if isinstance(y, (str, bytes)) or not hasattr(y, "__len__"):
@@ -94,6 +97,7 @@ def _check_pairs(X, y, groups):
                 f"groups has shape {groups.shape}; it must be 1-D with one id per row of X ({n})."
             )
     _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    warn_if_trivial_gallery(len(first))
     if isinstance(X, np.ndarray):
         clips = X[first]
     else:

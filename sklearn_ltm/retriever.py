@@ -6,7 +6,6 @@ import copy
 import json
 import numbers
 import os
-import warnings
 
 import numpy as np
 import torch
@@ -14,7 +13,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import __version__
+from . import __version__, _checks
 from ._inputs import AudioInput, TextInput, check_audio, check_text
 from ._utils import atomic_write, infer_groups, resolve_device
 from .losses import make_loss
@@ -401,37 +400,14 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         tokenizer = getattr(self.model_.text_encoder, "tokenize", None)
         return TextBatcher(text.kind, text.data, tokenizer)
 
-    @staticmethod
-    def _check_audio_files(audio: AudioInput, on_bad: str = "raise") -> np.ndarray:
+    def _check_audio_files(self, audio: AudioInput, on_bad: str = "raise") -> np.ndarray:
         """Rows whose file is readable; raise on the first bad file unless ``on_bad='skip'``."""
-        keep = np.ones(len(audio), dtype=bool)
         if audio.kind != "paths":
-            return keep
-        import soundfile as sf
+            return np.ones(len(audio), dtype=bool)
+        from .encoders.audio_io import check_audio_files
 
-        verdict: dict[str, str | None] = {}
-        for i, p in enumerate(audio.data):
-            if p not in verdict:
-                problem = None
-                if not os.path.isfile(p):
-                    problem = "does not exist"
-                else:
-                    try:
-                        if sf.info(p).frames == 0:
-                            problem = "is empty (0 frames)"
-                    except Exception as exc:
-                        problem = f"cannot be read: {exc}"
-                verdict[p] = problem
-            if verdict[p] is not None:
-                if on_bad == "raise":
-                    raise ValueError(f"audio file {p!r} {verdict[p]}.")
-                keep[i] = False
-        if not keep.all():
-            bad = sorted({p for p, v in verdict.items() if v is not None})
-            warnings.warn(
-                f"skipped {len(bad)} unreadable audio file(s) ({int((~keep).sum())} pairs), "
-                f"e.g. {bad[:3]}", UserWarning, stacklevel=3)
-        return keep
+        return check_audio_files(audio.data, on_bad, max_seconds=self.max_audio_seconds,
+                                 count_as="pairs", stacklevel=4)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y, groups=None, *, resume_from=None):
@@ -455,6 +431,8 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         self : LTMRetriever
         """
         self._validate_params()
+        if self.checkpoint_path is not None:
+            _checks.check_writable_path(self.checkpoint_path, "checkpoint_path")
         audio = check_audio(X, self.audio_encoder)
         audio_spec = self._default_audio_encoder(audio.kind)
         text_spec_pre = self.text_encoder
@@ -480,8 +458,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                     f"groups has shape {groups.shape}; expected ({len(audio)},), one per pair."
                 )
             groups = np.unique(groups, return_inverse=True)[1].astype(np.int64)
-        if resume_from is not None and not os.path.isfile(resume_from):
-            raise ValueError(f"resume_from={resume_from!r} is not a file.")
+        resume_state = None if resume_from is None else _checks.load_checkpoint_safely(resume_from)
         keep = self._check_audio_files(audio, self.on_bad_audio)
         if not keep.all():
             rows = np.flatnonzero(keep)
@@ -496,6 +473,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
 
         # One row per clip for the audio side; pairs point at clips.
         n_clips = int(groups.max()) + 1
+        _checks.warn_if_single_clip(n_clips, len(groups))
         first_row = np.full(n_clips, -1, dtype=np.int64)
         for i in range(len(groups) - 1, -1, -1):
             first_row[groups[i]] = i
@@ -511,6 +489,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         is_val = np.isin(clip_of_pair, val_clips)
         train_pairs = np.flatnonzero(~is_val)
         val_pairs = np.flatnonzero(is_val)
+        _checks.warn_if_no_validation(self.validation_fraction, n_clips, len(val_clips))
 
         # Noisy correspondences: shuffle a seeded fraction of the training captions.
         caption_row = np.arange(len(text))
@@ -530,6 +509,9 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                 if text.kind == "strings" else None)
             audio_dim = audio.data.shape[1] if audio_module is None else audio_module.output_dim
             text_dim = text.data.shape[1] if text_module is None else text_module.output_dim
+            _checks.check_capacity(self.embedding_dim, audio_dim, text_dim,
+                                   hidden_dim=self.hidden_dim, metric=self.metric,
+                                   metric_rank=self.metric_rank, device=device)
             self.model_ = RetrievalModel(
                 audio_module, text_module, audio_dim, text_dim,
                 embedding_dim=self.embedding_dim, metric=self.metric, hidden_dim=self.hidden_dim,
@@ -595,9 +577,8 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                 mixed_precision=bool(self.mixed_precision), verbose=self.verbose,
                 checkpoint_path=self.checkpoint_path,
             )
-            resume_state = None
-            if resume_from is not None:
-                resume_state = torch.load(resume_from, map_location=device, weights_only=True)
+            if resume_state is not None:
+                _checks.check_checkpoint_matches(resume_state, self.model_, resume_from)
             self.history_ = train_model(
                 self.model_, audio=audio_batcher, text=train_text_batcher,
                 clip_of_pair=clip_of_pair, train_pairs=train_pairs, loss_fn=loss_fn,
@@ -832,6 +813,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                 f"{payload.get('sklearn_ltm_version')}); this version reads format "
                 f"{_FORMAT_VERSION}."
             )
+        _checks.validate_model_payload(payload, path, cls)
         params = dict(payload["params"])
         for side, module in (("audio_encoder", audio_encoder), ("text_encoder", text_encoder)):
             if params[side] == "<custom module>":
@@ -855,7 +837,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                                     dims["text_dim"], embedding_dim=est.embedding_dim,
                                     metric=est.metric, hidden_dim=est.hidden_dim,
                                     metric_rank=est.metric_rank)
-        est.model_.load_state_dict(payload["state_dict"])
+        _checks.load_state_checked(est.model_, payload["state_dict"], path)
         est.model_.eval()
         est._audio_config, est._text_config, est._dims = a_cfg, t_cfg, dims
         est.audio_input_kind_ = payload["audio_input_kind"]

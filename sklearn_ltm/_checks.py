@@ -1,0 +1,527 @@
+"""Checks made before any work starts, and warnings about settings that defeat themselves.
+
+- :func:`check_writable_path`: an output file (``checkpoint_path``, the CLI's ``--output``,
+  a cache) can be written, found before training rather than after it;
+- :func:`validate_model_payload` and :func:`load_state_checked`: a model file read back by
+  ``LTMRetriever.load`` has the keys, dimensions, parameters and weights it must have;
+- :func:`load_checkpoint_safely` and :func:`check_checkpoint_matches`: a training checkpoint
+  given to ``fit(resume_from=...)`` is one, is complete and fits the model;
+- :func:`check_capacity`: the model's size fits in the memory of the machine;
+- ``warn_if_*``: validation that holds out nothing, a single clip repeated, a gallery of
+  one clip.
+
+Every error is one :class:`ValueError` (or :class:`TypeError`) on one line that names the
+bad value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+__all__ = [
+    "CHECKPOINT_KEYS",
+    "check_capacity",
+    "check_checkpoint_matches",
+    "check_writable_path",
+    "load_checkpoint_safely",
+    "load_state_checked",
+    "validate_model_payload",
+    "warn_if_no_validation",
+    "warn_if_single_clip",
+    "warn_if_trivial_gallery",
+]
+
+MODEL_FORMAT = "sklearn-ltm-model"
+#: Keys a training checkpoint written by ``train_model`` holds (``resume_from``).
+CHECKPOINT_KEYS = ("model", "optimizer", "history", "best_score", "bad_epochs", "epoch",
+                   "rng_state")
+_MODEL_KEYS = ("params", "audio_config", "text_config", "dims", "audio_input_kind",
+               "text_input_kind", "n_features_in", "history", "state_dict")
+_AUDIO_KINDS = ("features", "waveforms", "paths")
+_TEXT_KINDS = ("features", "strings")
+CUSTOM_MODULE = "<custom module>"
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message squeezed onto one line (torch's messages span many)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------- output files
+def check_writable_path(path, what: str = "path") -> Path:
+    """Check that a file can be written at ``path``, before any work is done.
+
+    Refused: a folder, a path under an existing file, a folder where files cannot be
+    created (permissions, read-only file system). Missing parent folders are fine when they
+    can be created (they are created when the file is written).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file to be written.
+    what : str, default="path"
+        How the value is named in the message (``"checkpoint_path"``, ``"--output"``).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ValueError
+        Naming the path and the reason.
+    TypeError
+        When ``path`` is not a str or path-like.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> check_writable_path(os.path.join(folder, "new", "model.pt"), "--output").name
+    'model.pt'
+    >>> check_writable_path(folder, "--output")
+    Traceback (most recent call last):
+    ...
+    ValueError: --output=... is a directory; give the path of a file to write.
+    """
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what}={path!r} is not a path; give a str or path-like file name.")
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        text = os.fsdecode(text)
+    if not text.strip():
+        raise ValueError(f"{what}={text!r} is empty; give the path of a file to write.")
+    if "\0" in text:
+        raise ValueError(f"{what}={text!r} holds a NUL character; it is not a path.")
+    p = Path(text)
+    if p.is_dir():
+        raise ValueError(f"{what}={text!r} is a directory; give the path of a file to write.")
+    if text.endswith(("/", os.sep)):
+        raise ValueError(f"{what}={text!r} ends with a path separator; give a file name.")
+    ancestor = p.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"{what}={text!r} cannot be written: {os.fspath(ancestor)!r} is a file, "
+                         "not a folder.")
+    if ancestor != p.parent:  # folders to create: their first existing ancestor must allow it
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise ValueError(f"{what}={text!r} cannot be written: no permission to create "
+                             f"folders in {os.fspath(ancestor)!r}.")
+        return p
+    try:
+        with tempfile.TemporaryFile(dir=p.parent):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{what}={text!r} cannot be written: no file can be created in "
+                         f"{os.fspath(p.parent)!r} ({_one_line(exc)}).") from exc
+    return p
+
+
+# ---------------------------------------------------------------------- model files
+def _bad_model(path, problem: str) -> ValueError:
+    return ValueError(f"{os.fspath(path)!r} is not a valid sklearn-ltm model file: {problem}")
+
+
+def _is_int(value, low: int = 0) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+
+
+def _check_tensor_dict(state, path, key: str, bad) -> None:
+    import torch
+
+    if not isinstance(state, dict) or not state:
+        raise bad(path, f"{key!r} is {type(state).__name__}, not a non-empty dict of tensors.")
+    for name, value in state.items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise bad(path, f"{key}[{name!r}] is {type(value).__name__}, not a tensor.")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise bad(path, f"{key}[{name!r}] holds NaN or infinite weights.")
+
+
+def _check_builder_config(config, builder, side: str, path) -> None:
+    if config is None:
+        return
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        raise _bad_model(path, f"{side} is {type(config).__name__}, not a dict of settings.")
+    try:
+        inspect.signature(builder).bind(**config)
+    except TypeError as exc:
+        raise _bad_model(path, f"{side} {config!r} is not accepted by {builder.__name__}: "
+                               f"{_one_line(exc)}.") from exc
+
+
+def validate_model_payload(payload, path, estimator_cls) -> None:
+    """Check a model file's content before ``LTMRetriever.load`` builds anything from it.
+
+    Checked: every key is there with the right type; the dimensions are positive integers;
+    the input kinds are known; the parameters are the estimator's and each value is
+    accepted by its ``_validate_params``; the encoder settings fit their builders; the
+    weights are tensors with finite values.
+
+    Parameters
+    ----------
+    payload : dict
+        What ``torch.load(path, weights_only=True)`` returned (format already checked).
+    path : str or path-like
+        The file, for the message.
+    estimator_cls : type
+        :class:`~sklearn_ltm.LTMRetriever` (its signature and ``_validate_params``).
+
+    Raises
+    ------
+    ValueError
+        One line naming the file and the problem.
+
+    Examples
+    --------
+    >>> from sklearn_ltm import LTMRetriever
+    >>> validate_model_payload({"format": "sklearn-ltm-model"}, "m.pt", LTMRetriever)
+    Traceback (most recent call last):
+    ...
+    ValueError: 'm.pt' is not a valid sklearn-ltm model file: it lacks the keys ['params', ...
+    """
+    from .encoders import build_audio_encoder, build_text_encoder
+
+    if not isinstance(payload, dict):
+        raise _bad_model(path, f"it holds a {type(payload).__name__}, not a dict.")
+    missing = [k for k in _MODEL_KEYS if k not in payload]
+    if missing:
+        raise _bad_model(path, f"it lacks the keys {missing}.")
+    params = payload["params"]
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise _bad_model(path, f"'params' is {type(params).__name__}, not a dict of parameters.")
+    accepted = [k for k in inspect.signature(estimator_cls.__init__).parameters if k != "self"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise _bad_model(path, f"unknown parameter(s) {unknown}; {estimator_cls.__name__} "
+                               f"accepts {accepted}.")
+    trial = {k: v for k, v in params.items() if k != "device"}
+    for side in ("audio_encoder", "text_encoder"):
+        if trial.get(side) == CUSTOM_MODULE:
+            trial[side] = "auto"  # the user's module is given to load() separately
+    try:
+        estimator_cls(**trial, device="cpu")._validate_params()
+    except (TypeError, ValueError) as exc:
+        raise _bad_model(path, f"bad parameter: {_one_line(exc)}") from exc
+    dims = payload["dims"]
+    if not isinstance(dims, dict) or not all(_is_int(dims.get(k), 1)
+                                             for k in ("audio_dim", "text_dim")):
+        raise _bad_model(path, f"'dims' is {dims!r}; expected positive integers 'audio_dim' "
+                               "and 'text_dim'.")
+    if payload["audio_input_kind"] not in _AUDIO_KINDS:
+        raise _bad_model(path, f"audio_input_kind={payload['audio_input_kind']!r}; expected one "
+                               f"of {list(_AUDIO_KINDS)}.")
+    if payload["text_input_kind"] not in _TEXT_KINDS:
+        raise _bad_model(path, f"text_input_kind={payload['text_input_kind']!r}; expected one "
+                               f"of {list(_TEXT_KINDS)}.")
+    n_in = payload["n_features_in"]
+    if n_in is not None and not _is_int(n_in, 1):
+        raise _bad_model(path, f"n_features_in={n_in!r}; expected None or a positive integer.")
+    history = payload["history"]
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise _bad_model(path, f"'history' is {type(history).__name__}, not a list of dicts.")
+    _check_builder_config(payload["audio_config"], build_audio_encoder, "audio_config", path)
+    _check_builder_config(payload["text_config"], build_text_encoder, "text_config", path)
+    _check_tensor_dict(payload["state_dict"], path, "state_dict", _bad_model)
+
+
+def _shape_mismatch(expected: dict, state: dict) -> str | None:
+    missing = [k for k in expected if k not in state]
+    if missing:
+        return f"weights {missing[:3]} are missing"
+    extra = [k for k in state if k not in expected]
+    if extra:
+        return f"weights {extra[:3]} do not belong to this model"
+    for k, v in expected.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            return (f"weight {k!r} has shape {tuple(state[k].shape)} where the model built from "
+                    f"its parameters has {tuple(v.shape)}")
+    return None
+
+
+def load_state_checked(model, state_dict, path) -> None:
+    """``model.load_state_dict(state_dict)``, with a mismatch reported as one ValueError.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    state_dict : dict of str to Tensor
+    path : str or path-like
+        The file the weights came from, for the message.
+
+    Examples
+    --------
+    >>> import torch
+    >>> load_state_checked(torch.nn.Linear(2, 3), {"weight": torch.zeros(3, 3),
+    ...                    "bias": torch.zeros(3)}, "m.pt")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'm.pt' is not a valid sklearn-ltm model file: weight 'weight' has shape (3, 3) ...
+    """
+    problem = _shape_mismatch(model.state_dict(), state_dict)
+    if problem is not None:
+        raise _bad_model(path, problem + ".")
+    model.load_state_dict(state_dict)
+
+
+# ---------------------------------------------------------------------- checkpoints
+def _bad_checkpoint(path, problem: str) -> ValueError:
+    return ValueError(f"resume_from={os.fspath(path)!r} is not a usable sklearn-ltm training "
+                      f"checkpoint: {problem}")
+
+
+def load_checkpoint_safely(path, *, map_location="cpu") -> dict:
+    """Read a training checkpoint for ``fit(resume_from=...)``, refusing anything else.
+
+    Read with ``torch.load(weights_only=True)``: a file holding code is refused, never run.
+    Refused with one :class:`ValueError`: a missing file or a folder, a truncated or corrupt
+    file, a malicious one, a saved model (``LTMRetriever.save``) instead of a checkpoint, a
+    checkpoint lacking keys or with values of the wrong type.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A checkpoint written through ``checkpoint_path``.
+    map_location : str or torch.device, default="cpu"
+
+    Returns
+    -------
+    dict
+        The checkpoint (keys :data:`CHECKPOINT_KEYS`).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> bad = os.path.join(tempfile.mkdtemp(), "half.ckpt")
+    >>> _ = open(bad, "wb").write(b"PK\\x03\\x04 truncated")
+    >>> load_checkpoint_safely(bad)
+    Traceback (most recent call last):
+    ...
+    ValueError: resume_from='...half.ckpt' is not a usable sklearn-ltm training checkpoint: ...
+    """
+    import pickle
+
+    import torch
+
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"resume_from={path!r} is not a path; give the checkpoint file.")
+    if os.path.isdir(path):
+        raise _bad_checkpoint(path, "it is a directory, not a file.")
+    if not os.path.isfile(path):
+        raise _bad_checkpoint(path, "the file does not exist.")
+    if os.path.getsize(path) == 0:
+        raise _bad_checkpoint(path, "the file is empty (0 bytes).")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise _bad_checkpoint(path, "it holds objects other than tensors and plain data, which "
+                                    "are refused for safety (weights_only=True): "
+                                    f"{_one_line(exc, 160)}") from exc
+    except Exception as exc:  # truncated zip, garbage bytes, EOF, ...
+        raise _bad_checkpoint(path, f"it cannot be read (truncated or corrupt?): "
+                                    f"{_one_line(exc, 160)}") from exc
+    if isinstance(state, dict) and state.get("format") == MODEL_FORMAT:
+        raise _bad_checkpoint(path, "it is a saved model (LTMRetriever.save), not a training "
+                                    "checkpoint; give the file written through "
+                                    "checkpoint_path (the CLI's OUTPUT.ckpt).")
+    if not isinstance(state, dict):
+        raise _bad_checkpoint(path, f"it holds a {type(state).__name__}, not a dict.")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise _bad_checkpoint(path, f"it lacks the keys {missing}.")
+    _check_tensor_dict(state["model"], path, "model", _bad_checkpoint)
+    if not isinstance(state["optimizer"], dict) or "state" not in state["optimizer"]:
+        raise _bad_checkpoint(path, "'optimizer' is not an optimizer state.")
+    if not isinstance(state["history"], list):
+        raise _bad_checkpoint(path, "'history' is not a list.")
+    for key in ("epoch", "bad_epochs"):
+        if not _is_int(state[key]):
+            raise _bad_checkpoint(path, f"{key}={state[key]!r} is not an integer >= 0.")
+    if not isinstance(state["best_score"], numbers.Real) or isinstance(state["best_score"], bool):
+        raise _bad_checkpoint(path, f"best_score={state['best_score']!r} is not a number.")
+    if not isinstance(state["rng_state"], dict):
+        raise _bad_checkpoint(path, "'rng_state' is not a random generator state.")
+    return state
+
+
+def check_checkpoint_matches(state: dict, model, path) -> None:
+    """Check that a checkpoint's weights fit ``model`` (same data and parameters).
+
+    Parameters
+    ----------
+    state : dict
+        From :func:`load_checkpoint_safely`.
+    model : torch.nn.Module
+        The model ``fit`` built.
+    path : str or path-like
+        The checkpoint, for the message.
+
+    Raises
+    ------
+    ValueError
+        When a weight is missing, extra or of another shape.
+
+    Examples
+    --------
+    >>> import torch
+    >>> state = {"model": {"weight": torch.zeros(3, 2), "bias": torch.zeros(3)}}
+    >>> check_checkpoint_matches(state, torch.nn.Linear(2, 3), "run.ckpt")
+    """
+    problem = _shape_mismatch(model.state_dict(), state["model"])
+    if problem is not None:
+        raise _bad_checkpoint(path, f"it was written for another model ({problem}); resume "
+                                    "with the data and parameters of the run that wrote it.")
+
+
+# ---------------------------------------------------------------------- sizes
+def _available_memory(device) -> tuple[int, str]:
+    if device is not None and getattr(device, "type", str(device)).startswith("cuda"):
+        import torch
+
+        dev = torch.device(device)
+        return int(torch.cuda.get_device_properties(dev).total_memory), f"GPU memory of {dev}"
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")), "memory (RAM)"
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return 2**40, "memory"
+
+
+def check_capacity(embedding_dim, audio_dim, text_dim, *, hidden_dim=None,
+                   metric="mahalanobis", metric_rank=None, device=None) -> int:
+    """Refuse a model whose projection heads and metric cannot be trained in memory.
+
+    Training needs the weights, their gradients and Adam's two moments: about 16 bytes a
+    parameter (float32). The encoders are not counted (their sizes are fixed).
+
+    Parameters
+    ----------
+    embedding_dim : int
+    audio_dim, text_dim : int
+        Input sizes of the two projection heads.
+    hidden_dim : int or None
+        Hidden size of the heads (``None``: ``2 * embedding_dim``).
+    metric : str
+    metric_rank : int or None
+    device : torch.device or str or None
+        Where training runs (its memory is the limit); ``None``: the CPU.
+
+    Returns
+    -------
+    int
+        The bytes the heads and metric need.
+
+    Raises
+    ------
+    ValueError
+        With the figure, when it is more than the memory of ``device``.
+
+    Examples
+    --------
+    >>> check_capacity(256, 512, 384) < 2**30
+    True
+    >>> check_capacity(10**9, 512, 384)
+    Traceback (most recent call last):
+    ...
+    ValueError: embedding_dim=1000000000 needs about ... GiB to train ...
+    """
+    e = int(embedding_dim)
+    h = 2 * e if hidden_dim is None else int(hidden_dim)
+    n = sum(d * h + h + h * e + e for d in (int(audio_dim), int(text_dim)))
+    if metric == "mahalanobis":
+        n += (e if metric_rank is None else int(metric_rank)) * e
+    elif metric == "diagonal":
+        n += e
+    needed = 16 * n
+    available, where = _available_memory(device)
+    if needed > available:
+        raise ValueError(
+            f"embedding_dim={embedding_dim} needs about {needed / 2**30:,.1f} GiB to train "
+            f"({n:,} parameters in the heads and metric with hidden_dim={h}, audio_dim="
+            f"{audio_dim}, text_dim={text_dim}; weights, gradients and Adam moments in float32), "
+            f"more than the {available / 2**30:,.1f} GiB {where} here; choose a smaller "
+            "embedding_dim or hidden_dim."
+        )
+    return needed
+
+
+# ---------------------------------------------------------------------- warnings
+def warn_if_no_validation(validation_fraction, n_clips: int, n_val_clips: int,
+                          stacklevel: int = 3) -> bool:
+    """Warn when ``validation_fraction > 0`` but no clip could be held out.
+
+    Returns ``True`` when it warned.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     warn_if_no_validation(0.99, 40, 0)
+    True
+    """
+    if not validation_fraction or n_val_clips > 0:
+        return False
+    asked = int(round(validation_fraction * n_clips))
+    warnings.warn(
+        f"validation_fraction={validation_fraction} holds out no clips: of {n_clips} clips it "
+        f"would keep {asked} for validation and {n_clips - asked} for training, and each needs "
+        "at least 2; training runs without validation (no early stopping, no best-weights "
+        "restore). Choose a fraction that leaves 2 clips on each side, or 0.",
+        UserWarning, stacklevel=stacklevel)
+    return True
+
+
+def warn_if_single_clip(n_clips: int, n_pairs: int, stacklevel: int = 3) -> bool:
+    """Warn when every pair has the same clip: the loss is then constant.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     warn_if_single_clip(1, 50)
+    True
+    """
+    if n_clips != 1:
+        return False
+    warnings.warn(
+        f"all {n_pairs} pairs have the same clip (a single clip repeated, or one group): every "
+        "mini-batch then holds one clip, the matching loss is constant and nothing is learned; "
+        "give pairs of several distinct clips (or the right groups).",
+        UserWarning, stacklevel=stacklevel)
+    return True
+
+
+def warn_if_trivial_gallery(n_clips: int, stacklevel: int = 3) -> bool:
+    """Warn when a retrieval score is computed over fewer than 2 distinct clips.
+
+    With one clip in the gallery every recall is 1.0 whatever the model: the figure says
+    nothing. (:class:`sklearn.exceptions.UndefinedMetricWarning`.)
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     warn_if_trivial_gallery(1)
+    True
+    """
+    if n_clips >= 2:
+        return False
+    from sklearn.exceptions import UndefinedMetricWarning
+
+    warnings.warn(
+        f"the gallery holds {n_clips} distinct clip(s): every retrieval metric is trivially "
+        f"{1.0 if n_clips == 1 else math.nan} whatever the model; score and evaluate need at "
+        "least 2 distinct clips to mean something.",
+        UndefinedMetricWarning, stacklevel=stacklevel)
+    return True
+
