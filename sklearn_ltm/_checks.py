@@ -20,6 +20,7 @@ import inspect
 import math
 import numbers
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -48,10 +49,29 @@ _TEXT_KINDS = ("features", "strings")
 CUSTOM_MODULE = "<custom module>"
 
 
-def _one_line(exc: BaseException, limit: int = 300) -> str:
+def one_line(exc, limit: int = 300) -> str:
     """An exception's message squeezed onto one line (torch's messages span many)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_error_reason(exc: BaseException) -> str:
+    """What went wrong in ``torch.load(weights_only=True)``, in a few words on one line.
+
+    Examples
+    --------
+    >>> load_error_reason(RuntimeError("PytorchStreamReader failed reading zip archive"))
+    'PytorchStreamReader failed reading zip archive'
+    """
+    text = str(exc)
+    refused = re.search(r"(\S+) was not an allowed global", text) or re.search(
+        r"Unsupported global: (\S+)", text)
+    if refused:
+        return (f"it refers to {refused.group(1).strip('.,')}, code that is refused for safety "
+                "(weights_only=True)")
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0]
+    return one_line(text, 160)
 
 
 # ---------------------------------------------------------------------- output files
@@ -121,7 +141,7 @@ def check_writable_path(path, what: str = "path") -> Path:
             pass
     except OSError as exc:
         raise ValueError(f"{what}={text!r} cannot be written: no file can be created in "
-                         f"{os.fspath(p.parent)!r} ({_one_line(exc)}).") from exc
+                         f"{os.fspath(p.parent)!r} ({one_line(exc)}).") from exc
     return p
 
 
@@ -155,7 +175,7 @@ def _check_builder_config(config, builder, side: str, path) -> None:
         inspect.signature(builder).bind(**config)
     except TypeError as exc:
         raise _bad_model(path, f"{side} {config!r} is not accepted by {builder.__name__}: "
-                               f"{_one_line(exc)}.") from exc
+                               f"{one_line(exc)}.") from exc
 
 
 def validate_model_payload(payload, path, estimator_cls) -> None:
@@ -210,7 +230,7 @@ def validate_model_payload(payload, path, estimator_cls) -> None:
     try:
         estimator_cls(**trial, device="cpu")._validate_params()
     except (TypeError, ValueError) as exc:
-        raise _bad_model(path, f"bad parameter: {_one_line(exc)}") from exc
+        raise _bad_model(path, f"bad parameter: {one_line(exc)}") from exc
     dims = payload["dims"]
     if not isinstance(dims, dict) or not all(_is_int(dims.get(k), 1)
                                              for k in ("audio_dim", "text_dim")):
@@ -307,8 +327,6 @@ def load_checkpoint_safely(path, *, map_location="cpu") -> dict:
     ...
     ValueError: resume_from='...half.ckpt' is not a usable sklearn-ltm training checkpoint: ...
     """
-    import pickle
-
     import torch
 
     if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
@@ -320,14 +338,14 @@ def load_checkpoint_safely(path, *, map_location="cpu") -> dict:
     if os.path.getsize(path) == 0:
         raise _bad_checkpoint(path, "the file is empty (0 bytes).")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise _bad_checkpoint(path, "it holds objects other than tensors and plain data, which "
-                                    "are refused for safety (weights_only=True): "
-                                    f"{_one_line(exc, 160)}") from exc
-    except Exception as exc:  # truncated zip, garbage bytes, EOF, ...
-        raise _bad_checkpoint(path, f"it cannot be read (truncated or corrupt?): "
-                                    f"{_one_line(exc, 160)}") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notes: noise here
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, garbage bytes, EOF, refused globals...
+        reason = load_error_reason(exc)
+        if "refused for safety" not in reason:
+            reason = f"it cannot be read (truncated or corrupt?): {reason}"
+        raise _bad_checkpoint(path, reason + ".") from exc
     if isinstance(state, dict) and state.get("format") == MODEL_FORMAT:
         raise _bad_checkpoint(path, "it is a saved model (LTMRetriever.save), not a training "
                                     "checkpoint; give the file written through "
@@ -430,7 +448,7 @@ def check_capacity(embedding_dim, audio_dim, text_dim, *, hidden_dim=None,
     >>> check_capacity(10**9, 512, 384)
     Traceback (most recent call last):
     ...
-    ValueError: embedding_dim=1000000000 needs about ... GiB to train ...
+    ValueError: embedding_dim=1000000000 with hidden_dim=2000000000 (...) needs about ... GiB ...
     """
     e = int(embedding_dim)
     h = 2 * e if hidden_dim is None else int(hidden_dim)
@@ -443,11 +461,11 @@ def check_capacity(embedding_dim, audio_dim, text_dim, *, hidden_dim=None,
     available, where = _available_memory(device)
     if needed > available:
         raise ValueError(
-            f"embedding_dim={embedding_dim} needs about {needed / 2**30:,.1f} GiB to train "
-            f"({n:,} parameters in the heads and metric with hidden_dim={h}, audio_dim="
-            f"{audio_dim}, text_dim={text_dim}; weights, gradients and Adam moments in float32), "
-            f"more than the {available / 2**30:,.1f} GiB {where} here; choose a smaller "
-            "embedding_dim or hidden_dim."
+            f"embedding_dim={embedding_dim} with hidden_dim={h} (audio_dim={audio_dim}, "
+            f"text_dim={text_dim}) needs about {needed / 2**30:,.1f} GiB to train ({n:,} "
+            "parameters in the heads and metric; weights, gradients and Adam moments in "
+            f"float32), more than the {available / 2**30:,.1f} GiB {where} here; choose a "
+            "smaller embedding_dim or hidden_dim."
         )
     return needed
 

@@ -140,14 +140,21 @@ def read_pairs_csv(path, *, drop_missing: bool = False):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"CSV file {path} does not exist.")
-    with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a byte-order mark is fine
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or not {"audio_path", "caption"} <= set(reader.fieldnames):
-            raise UserError(f"{path} needs a header with columns audio_path,caption; found "
-                            f"{reader.fieldnames}.")
-        rows = list(reader)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM is fine
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or not {"audio_path", "caption"} <= set(
+                    reader.fieldnames):
+                raise UserError(f"{path} needs a header with columns audio_path,caption; "
+                                f"found {reader.fieldnames}.")
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from exc
     audio, captions, missing = [], [], []
-    for row in rows:
+    for number, row in enumerate(rows, start=2):
+        if not (row["audio_path"] or "").strip() or not (row["caption"] or "").strip():
+            raise UserError(f"{path} row {number} has an empty audio_path or caption: "
+                            f"{row['audio_path']!r}, {row['caption']!r}.")
         p = Path(row["audio_path"])
         p = p if p.is_absolute() else path.parent / p
         if not p.is_file():
@@ -240,8 +247,12 @@ def embed_folder_cached(model, model_path, files, cache_path):
         except (OSError, KeyError, ValueError):
             cache = {}
     todo = [i for i, k in enumerate(keys) if k not in cache]
-    readable = _readable_audio([files[i] for i in todo], model)
+    readable, skipped = _readable_audio([files[i] for i in todo], model)
     todo = [i for i, ok in zip(todo, readable) if ok]
+    if not todo and not cache:
+        raise UserError(f"none of the {len(files)} audio files could be read: {skipped}")
+    if skipped:
+        print(f"warning: {skipped}", file=sys.stderr)
     if todo:
         emb = model.transform([str(files[i]) for i in todo])
         for i, e in zip(todo, emb):
@@ -250,24 +261,21 @@ def embed_folder_cached(model, model_path, files, cache_path):
             with atomic_write(cache_path, "wb") as fh:
                 np.savez(fh, model=np.array(model_key), keys=np.array(list(cache)),
                          embeddings=np.stack(list(cache.values())))
-    if not cache:
-        raise UserError(f"none of the {len(files)} audio files could be read.")
     missing = np.full(len(next(iter(cache.values()))), np.nan, dtype=np.float32)
     return np.stack([cache.get(k, missing) for k in keys])
 
 
-def _readable_audio(files, model) -> np.ndarray:
-    """Which of ``files`` decode (one warning line on stderr for those that do not)."""
+def _readable_audio(files, model):
+    """Which of ``files`` decode, and the warning about those that do not (or None)."""
     from .encoders import AudioFilesSkippedWarning, check_audio_files
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AudioFilesSkippedWarning)
         keep = check_audio_files([str(f) for f in files], "skip", count_as="files",
                                  max_seconds=getattr(model, "max_audio_seconds", None))
-    for w in caught:
-        if issubclass(w.category, AudioFilesSkippedWarning):
-            print(f"warning: {w.message}", file=sys.stderr)
-    return keep
+    skipped = [str(w.message) for w in caught
+               if issubclass(w.category, AudioFilesSkippedWarning)]
+    return keep, (skipped[0] if skipped else None)
 
 
 # ---------------------------------------------------------------------- commands
@@ -285,7 +293,8 @@ def cmd_train(args) -> int:
     from .retriever import LTMRetriever
 
     if args.resume is not None and not Path(args.resume).is_file():
-        raise UserError(f"--resume {args.resume} does not exist.")
+        raise UserError(f"--resume {args.resume} "
+                        f"{'is a directory' if Path(args.resume).is_dir() else 'does not exist'}.")
     check_writable_path(args.output, "--output")  # before any work, not after training
     audio, captions = _load_pairs(args)
     params = _estimator_params(args)

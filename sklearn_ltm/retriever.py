@@ -799,11 +799,13 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         LTMRetriever
         """
         if not os.path.isfile(path):
-            raise ValueError(f"model file {os.fspath(path)!r} does not exist.")
+            raise ValueError(f"model file {os.fspath(path)!r} "
+                             f"{'is a directory' if os.path.isdir(path) else 'does not exist'}.")
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise ValueError(f"{os.fspath(path)!r} is not a sklearn-ltm model file: {exc}") from exc
+            raise ValueError(f"{os.fspath(path)!r} is not a sklearn-ltm model file: "
+                             f"{_checks.load_error_reason(exc)}.") from exc
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
             raise ValueError(f"{os.fspath(path)!r} is not a sklearn-ltm model file.")
         if payload.get("format_version") != _FORMAT_VERSION:
