@@ -56,6 +56,10 @@ class TextInput:
         return TextInput(self.kind, self.data[indices])
 
 
+def _is_sparse(values) -> bool:
+    return hasattr(values, "tocsr") or hasattr(values, "to_coo")
+
+
 def _is_pandas(values) -> bool:
     return type(values).__module__.split(".")[0] == "pandas" and hasattr(values, "to_numpy")
 
@@ -94,6 +98,8 @@ def as_values(values, name: str = "X"):
     array([[1., 3.],
            [2., 4.]])
     """
+    if _is_sparse(values):
+        return values  # refused, as sparse, by the dispatch (a dok_matrix is also a dict)
     if _is_pandas(values):
         import pandas as pd
 
@@ -131,7 +137,7 @@ def _is_path_sequence(X) -> bool:
 
 
 def _float_matrix(values, name: str, what: str) -> np.ndarray:
-    if hasattr(values, "tocsr") or hasattr(values, "to_coo"):
+    if _is_sparse(values):
         raise TypeError(
             f"{name} is a sparse matrix: sparse input is not supported; pass a dense array "
             f"({what})."
@@ -149,8 +155,8 @@ def _float_matrix(values, name: str, what: str) -> np.ndarray:
                 where = ", ".join(map(str, index))
                 raise TypeError(
                     f"{name} has dtype object with a non-numeric value at [{where}]: {v!r} "
-                    f"({type(v).__name__}); features must be numbers (strings are not "
-                    f"converted); accepted: {what}."
+                    f"({type(v).__name__}); every argument must be a real number (a numeric "
+                    f"string is not a number); accepted: {what}."
                 )
         arr = arr.astype(np.float64)
     if arr.dtype.kind not in "fiub":
@@ -263,6 +269,8 @@ def check_text(y, text_encoder, *, name: str = "y") -> TextInput:
     if isinstance(y, (str, bytes)):
         raise ValueError(f"{name}={y!r} is a single string; pass a sequence of captions.")
     y = as_values(y, name)
+    if _is_sparse(y):
+        _float_matrix(y, name, "captions or a dense 2-D float array of text features")
     if isinstance(y, np.ndarray) and y.ndim == 0:
         raise ValueError(f"{name}={y!r} is a scalar array; pass a sequence of captions or a 2-D "
                          "float array of text features.")

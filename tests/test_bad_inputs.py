@@ -204,6 +204,12 @@ API_CASES = {
     "X sparse": (TypeError, r"X is a sparse matrix",
                  lambda e: ((lambda X: (_fit(X, e.Y), [e.Y]))(
                      __import__("scipy.sparse").sparse.csr_matrix(e.X)))),
+    "X dok_matrix (also a dict)": (TypeError, r"X is a sparse matrix",
+                                   lambda e: ((lambda X: (_fit(X, e.Y), [e.Y]))(
+                                       __import__("scipy.sparse").sparse.dok_matrix(e.X)))),
+    "y sparse": (TypeError, r"y is a sparse matrix",
+                 lambda e: ((lambda y: (_fit(e.X, y), [e.X]))(
+                     __import__("scipy.sparse").sparse.csr_matrix(e.Y)))),
     "X ragged": (ValueError, r"X could not be read as an array",
                  lambda e: ((lambda X: (_fit(X, e.Y), [X]))([[1.0, 2.0], [3.0]] * 6))),
     "X a set": (TypeError, r"X is a set: it has no order",
