@@ -29,6 +29,7 @@ __all__ = [
     "CHECKPOINT_KEYS",
     "check_capacity",
     "check_checkpoint_matches",
+    "build_from_config",
     "check_writable_path",
     "load_checkpoint_safely",
     "load_state_checked",
@@ -174,8 +175,42 @@ def _check_builder_config(config, builder, side: str, path) -> None:
     try:
         inspect.signature(builder).bind(**config)
     except TypeError as exc:
-        raise _bad_model(path, f"{side} {config!r} is not accepted by {builder.__name__}: "
+        raise _bad_model(path, f"{side} is not accepted by {builder.__name__}: "
                                f"{one_line(exc)}.") from exc
+
+
+def build_from_config(builder, config: dict, side: str, path):
+    """``builder(**config)`` for an encoder saved in a model file; a setting the encoder
+    refuses (an unknown key, a bad value) is one ValueError naming the file.
+
+    Parameters
+    ----------
+    builder : callable
+        ``build_audio_encoder`` or ``build_text_encoder``.
+    config : dict
+        The saved ``audio_config`` or ``text_config``.
+    side : str
+        Its name, for the message.
+    path : str or path-like
+        The model file, for the message.
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Examples
+    --------
+    >>> from sklearn_ltm.encoders import build_text_encoder
+    >>> build_from_config(build_text_encoder, {"name": "scratch", "colour": "red"},
+    ...                   "text_config", "m.pt")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'm.pt' is not a valid sklearn-ltm model file: text_config is refused by ...
+    """
+    try:
+        return builder(**config)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise _bad_model(path, f"{side} is refused by the encoder: {one_line(exc)}") from exc
 
 
 def validate_model_payload(payload, path, estimator_cls) -> None:

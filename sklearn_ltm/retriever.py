@@ -828,10 +828,12 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         from .encoders import build_audio_encoder, build_text_encoder
 
         a_cfg, t_cfg = payload["audio_config"], payload["text_config"]
-        audio_module = (build_audio_encoder(**a_cfg) if a_cfg is not None else
+        audio_module = (_checks.build_from_config(build_audio_encoder, a_cfg, "audio_config",
+                                                  path) if a_cfg is not None else
                         copy.deepcopy(audio_encoder) if isinstance(params["audio_encoder"],
                                                                    torch.nn.Module) else None)
-        text_module = (build_text_encoder(**t_cfg) if t_cfg is not None else
+        text_module = (_checks.build_from_config(build_text_encoder, t_cfg, "text_config",
+                                                 path) if t_cfg is not None else
                        copy.deepcopy(text_encoder) if isinstance(params["text_encoder"],
                                                                  torch.nn.Module) else None)
         dims = payload["dims"]

@@ -542,6 +542,12 @@ CLI_CASES = {
     "train --embedding-dim 10**9": (r"embedding_dim=1000000000 with .* needs about",
                                     lambda e: (_train(e, "--embedding-dim", "1000000000"),
                                                [e.csv])),
+    "train --max-epochs 0": (r"max_epochs=0 is outside",
+                             lambda e: (_train(e, "--max-epochs", "0"), [e.csv])),
+    "train --metric manhattan": (r"metric='manhattan' is not accepted",
+                                 lambda e: (_train(e, "--metric", "manhattan"), [e.csv])),
+    "train --loss hinge": (r"loss='hinge' is not accepted",
+                           lambda e: (_train(e, "--loss", "hinge"), [e.csv])),
     "train --device tpu": (r"device='tpu'", lambda e: (_train(e, "--device", "tpu"), [e.csv])),
     "train --on-bad-audio maybe": (r"on_bad_audio='maybe'",
                                    lambda e: (_train(e, "--on-bad-audio", "maybe"), [e.csv])),
@@ -555,6 +561,20 @@ CLI_CASES = {
        for k, m in [("no_state", "lacks the keys"), ("bad_shape", "has shape"),
                     ("unknown_param", "bogus_option"), ("batch_size0", "batch_size=0"),
                     ("nan_weights", "holds NaN")]},
+    "evaluate tampered audio_config": (
+        r"tampered_acfg.pt' is not a valid sklearn-ltm model file: audio_config is refused by "
+        r"the encoder: .*'bogus'",
+        lambda e: ((lambda f: (["evaluate", "--model", str(f), "--dataset", "csv", "--csv",
+                                str(e.csv)], [f]))(
+            _tampered(e.path_model, e.root / "tampered_acfg.pt",
+                      lambda p: p["audio_config"].__setitem__("bogus", 1))))),
+    "zero-shot tampered text_config": (
+        r"tampered_tcfg.pt' is not a valid sklearn-ltm model file: text_config is refused by "
+        r"the encoder: .*max_length=-5",
+        lambda e: ((lambda f: (["zero-shot", "--model", str(f), "--labels", "a,b",
+                                str(e.wavs[0])], [f]))(
+            _tampered(e.path_model, e.root / "tampered_tcfg.pt",
+                      lambda p: p["text_config"].__setitem__("max_length", -5))))),
     "evaluate truncated model": (r"truncated.pt' is not a sklearn-ltm model file",
                                  lambda e: (["evaluate", "--model", str(e.truncated_model),
                                              "--dataset", "csv", "--csv", str(e.csv)],
