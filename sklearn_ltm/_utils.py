@@ -86,8 +86,17 @@ STALE_TEMP_SECONDS = 24 * 3600
 
 
 def _temp_prefix(path: Path) -> str:
-    """Temporaries of ``path`` are named ``.{name}.{pid}.{random}.tmp`` next to it."""
+    """Temporaries of ``path`` are named ``.{name}.{pid}-{host}.{random}.tmp`` next to it."""
     return f".{path.name}."
+
+
+def _writer_tag() -> str:
+    """``{pid}-{host}``: who writes a temporary (the host, for folders shared by machines)."""
+    import re
+    import socket
+
+    host = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:32] or "host"
+    return f"{os.getpid()}-{host}"
 
 
 def _current_umask() -> int:
@@ -120,8 +129,9 @@ def remove_stale_temporaries(path, *, max_age: float = STALE_TEMP_SECONDS) -> li
     """Remove the temporaries that killed writers of ``path`` left behind.
 
     A temporary of ``path`` (written by :func:`atomic_write`) is stale when the process
-    that wrote it is gone, or when it is older than ``max_age`` seconds (its process id
-    may have been reused). Temporaries of other files, and those of live writers, are kept.
+    that wrote it, on this machine, is gone, or when it is older than ``max_age`` seconds
+    (its process id may have been reused, or it was written from another machine sharing
+    the folder). Temporaries of other files, and those of live writers, are kept.
 
     Parameters
     ----------
@@ -139,9 +149,12 @@ def remove_stale_temporaries(path, *, max_age: float = STALE_TEMP_SECONDS) -> li
     --------
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (folder / ".model.pt.999999999.abc.tmp").write_bytes(b"half a file")
+    >>> import os, time
+    >>> stale = folder / ".model.pt.12345-otherhost.abc.tmp"
+    >>> _ = stale.write_bytes(b"half a file")
+    >>> os.utime(stale, (time.time() - 2 * 86400,) * 2)
     >>> [p.name for p in remove_stale_temporaries(folder / "model.pt")]
-    ['.model.pt.999999999.abc.tmp']
+    ['.model.pt.12345-otherhost.abc.tmp']
     """
     import time
 
@@ -158,8 +171,9 @@ def remove_stale_temporaries(path, *, max_age: float = STALE_TEMP_SECONDS) -> li
         if not (name.startswith(prefix) and name.endswith(_TMP_SUFFIX)):
             continue
         middle = name[len(prefix):-len(_TMP_SUFFIX)]
-        pid_text, _, rest = middle.partition(".")
-        if not pid_text.isdigit() or not rest or "." in rest:
+        tag, _, rest = middle.partition(".")
+        pid_text, _, host = tag.partition("-")
+        if not pid_text.isdigit() or not host or not rest or "." in rest:
             continue  # not one of ours (another name that happens to share the prefix)
         try:
             if not entry.is_file(follow_symlinks=False):
@@ -167,8 +181,9 @@ def remove_stale_temporaries(path, *, max_age: float = STALE_TEMP_SECONDS) -> li
             age = now - entry.stat(follow_symlinks=False).st_mtime
         except OSError:
             continue
-        if _pid_alive(int(pid_text)) and age < max_age:
-            continue
+        same_host = host == _writer_tag().partition("-")[2]
+        if age < max_age and (not same_host or _pid_alive(int(pid_text))):
+            continue  # a live writer, or one on another machine: only age tells
         with contextlib.suppress(OSError):
             os.unlink(entry.path)
             removed.append(Path(entry.path))
@@ -197,7 +212,7 @@ def atomic_write(path, mode: str = "wb") -> Iterator:
     removed and ``path`` keeps its previous content. The data is flushed to disk
     (``fsync``) before the rename and the folder after it, so a power cut leaves the old
     or the new file. Temporaries that killed writers of the same ``path`` left behind
-    (``.{name}.{pid}.{random}.tmp``) are removed first (:func:`remove_stale_temporaries`).
+    (``.{name}.{pid}-{host}.{random}.tmp``) are removed first (:func:`remove_stale_temporaries`).
     The new file gets the mode of the file it replaces, or ``0o666`` less the umask for a
     new file, as :func:`open` would.
 
@@ -233,7 +248,7 @@ def atomic_write(path, mode: str = "wb") -> Iterator:
         file_mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
         file_mode = 0o666 & ~_current_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.",
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{_writer_tag()}.",
                                suffix=_TMP_SUFFIX, dir=path.parent)
     try:
         with contextlib.suppress(OSError):

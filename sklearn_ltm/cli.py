@@ -526,7 +526,7 @@ def main(argv=None) -> int:
         parser.error(f"-k {args.k}: must be >= 1")
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, OSError) as exc:
+    except (UserError, ValueError, OSError, FloatingPointError) as exc:
         message = " ".join(str(exc).split())  # one line, whatever the exception's layout
         print(f"sklearn-ltm {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE

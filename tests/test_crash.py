@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from sklearn_ltm import LTMRetriever
-from sklearn_ltm._utils import atomic_write, remove_stale_temporaries
+from sklearn_ltm._utils import _writer_tag, atomic_write, remove_stale_temporaries
 
 REPO = Path(__file__).resolve().parents[1]
 UTILS = REPO / "sklearn_ltm" / "_utils.py"
@@ -245,7 +245,7 @@ def test_temporaries_are_named_per_target(tmp_path):
     with atomic_write(target, "wb") as fh:
         fh.write(b"x")
         (tmp,) = _temporaries(target)
-        assert tmp.name.startswith(f".model.pt.{os.getpid()}.") and tmp.parent == tmp_path
+        assert tmp.name.startswith(f".model.pt.{_writer_tag()}.") and tmp.parent == tmp_path
     assert _temporaries(target) == [] and target.read_bytes() == b"x"
 
 
@@ -253,21 +253,24 @@ def test_stale_temporaries_of_dead_writers_are_removed_on_the_next_save(tmp_path
     target = tmp_path / "model.pt"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    stale = tmp_path / f".model.pt.{dead}.abc123.tmp"
+    host = _writer_tag().partition("-")[2]
+    stale = tmp_path / f".model.pt.{dead}-{host}.abc123.tmp"
     stale.write_bytes(b"half")
-    live = tmp_path / f".model.pt.{os.getppid()}.live99.tmp"  # a writer still running
+    live = tmp_path / f".model.pt.{os.getppid()}-{host}.live99.tmp"  # a writer still running
     live.write_bytes(b"busy")
-    ancient = tmp_path / f".model.pt.{os.getppid()}.old000.tmp"
+    ancient = tmp_path / f".model.pt.{os.getppid()}-{host}.old000.tmp"
     ancient.write_bytes(b"old")
     os.utime(ancient, (time.time() - 3 * 86400,) * 2)  # pid may have been reused
-    other = tmp_path / f".other.pt.{dead}.abc123.tmp"  # another target's
+    remote = tmp_path / f".model.pt.{dead}-elsewhere.rem000.tmp"  # pid of another machine
+    remote.write_bytes(b"theirs")
+    other = tmp_path / f".other.pt.{dead}-{host}.abc123.tmp"  # another target's
     other.write_bytes(b"not ours")
     lookalike = tmp_path / ".model.pt.notes.tmp"  # not the pattern of a temporary
     lookalike.write_bytes(b"user file")
     with atomic_write(target, "wb") as fh:
         fh.write(b"new")
     assert not stale.exists() and not ancient.exists()
-    assert live.exists() and other.exists() and lookalike.exists()
+    assert live.exists() and other.exists() and lookalike.exists() and remote.exists()
     assert target.read_bytes() == b"new"
     assert remove_stale_temporaries(target) == []  # the live one stays
 
