@@ -400,14 +400,15 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         tokenizer = getattr(self.model_.text_encoder, "tokenize", None)
         return TextBatcher(text.kind, text.data, tokenizer)
 
-    def _check_audio_files(self, audio: AudioInput, on_bad: str = "raise") -> np.ndarray:
+    def _check_audio_files(self, audio: AudioInput, on_bad: str = "raise",
+                           decode: bool = True) -> np.ndarray:
         """Rows whose file is readable; raise on the first bad file unless ``on_bad='skip'``."""
         if audio.kind != "paths":
             return np.ones(len(audio), dtype=bool)
         from .encoders.audio_io import check_audio_files
 
         return check_audio_files(audio.data, on_bad, max_seconds=self.max_audio_seconds,
-                                 count_as="pairs", stacklevel=4)
+                                 decode=decode, count_as="pairs", stacklevel=4)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y, groups=None, *, resume_from=None):
@@ -613,7 +614,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                 f"X has {audio.data.shape[1]} features, but LTMRetriever is expecting "
                 f"{self.n_features_in_} features as input (the number it was fitted with)."
             )
-        self._check_audio_files(audio)
+        self._check_audio_files(audio, decode=False)  # fit decoded; load_audio refuses NaN
         return self._prepare_audio(audio)
 
     def transform(self, X):

@@ -280,7 +280,7 @@ def test_check_audio_files_decodes_each_distinct_file_once(tmp_path, monkeypatch
     calls = []
     real = audio_io._validate_file
     monkeypatch.setattr(audio_io, "_validate_file",
-                        lambda p, s: (calls.append(p), real(p, s))[1])
+                        lambda p, s, d=True: (calls.append(p), real(p, s, d))[1])
     keep = check_audio_files([good[0], good[1], good[0], str(good[0])])
     assert keep.tolist() == [True] * 4 and sorted(calls) == sorted(map(str, good))
 
@@ -334,3 +334,13 @@ def test_a_directory_is_reported_as_a_directory(tmp_path):
         load_audio(folder, 16000)
     with pytest.raises(AudioFileError, match="is a directory, not a file"):
         load_audio_batch([folder], 16000)
+
+
+def test_check_audio_files_header_only_mode(tmp_path):
+    """decode=False finds missing, empty and headerless files, not NaN samples (cheap)."""
+    nan = _make_bad_file(tmp_path, "nan_samples")
+    assert check_audio_files([nan], decode=False).tolist() == [True]
+    for kind, reason in [("missing", "does not exist"), ("no_samples", "empty"),
+                         ("corrupt", "could not be decoded")]:
+        with pytest.raises(AudioFileError, match=reason):
+            check_audio_files([_make_bad_file(tmp_path, kind)], decode=False)

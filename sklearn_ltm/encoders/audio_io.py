@@ -169,12 +169,22 @@ def _check_is_file(path: str) -> None:
 _CHECK_BLOCK_FRAMES = 1 << 16
 
 
-def _validate_file(path: str, max_seconds: float | None) -> None:
+def _validate_file(path: str, max_seconds: float | None, decode: bool = True) -> None:
     """Decode the part of ``path`` that :func:`load_audio` would read (the first
-    ``max_seconds``, or all), block by block; raise :class:`AudioFileError` on any failure."""
+    ``max_seconds``, or all), block by block; raise :class:`AudioFileError` on any failure.
+    ``decode=False``: only the file and its header are checked."""
     import soundfile as sf
 
     _check_is_file(path)
+    if not decode:
+        try:
+            frames = sf.info(path).frames
+        except (RuntimeError, sf.SoundFileError, TypeError, ValueError, OSError) as exc:
+            raise AudioFileError(f"audio file {path!r} could not be decoded: {exc}", path) from exc
+        if frames == 0:
+            raise AudioFileError(f"audio file {path!r} is empty: it holds no audio samples.",
+                                 path)
+        return
     n_read = 0
     try:
         with sf.SoundFile(path) as fh:
@@ -199,7 +209,7 @@ def _validate_file(path: str, max_seconds: float | None) -> None:
         raise AudioFileError(f"audio file {path!r} is empty: it holds no audio samples.", path)
 
 
-def check_audio_files(paths, on_error="raise", *, max_seconds=None, n_jobs=None,
+def check_audio_files(paths, on_error="raise", *, max_seconds=None, decode=True, n_jobs=None,
                       count_as="entries", stacklevel=2):
     """Decode every distinct file of ``paths`` once and say which entries are readable.
 
@@ -216,6 +226,10 @@ def check_audio_files(paths, on_error="raise", *, max_seconds=None, n_jobs=None,
         unreadable and warn once (:class:`AudioFilesSkippedWarning`) with the counts.
     max_seconds : float or None, default=None
         Decode only this much of each file (what will be used).
+    decode : bool, default=True
+        Decode the samples (finds NaN samples and corrupt data); ``False`` checks only that
+        each file is there and has a readable header with samples (much faster: no sample is read;
+        :func:`load_audio` still refuses a corrupt file when it reads it).
     n_jobs : int or None, default=None
         Threads decoding at the same time (None: 1).
     count_as : str, default="entries"
@@ -252,7 +266,7 @@ def check_audio_files(paths, on_error="raise", *, max_seconds=None, n_jobs=None,
 
     def check(path):
         try:
-            _validate_file(path, max_seconds)
+            _validate_file(path, max_seconds, decode)
         except AudioFileError as exc:
             if on_error == "raise":
                 raise
