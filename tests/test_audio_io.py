@@ -344,3 +344,20 @@ def test_check_audio_files_header_only_mode(tmp_path):
                          ("corrupt", "could not be decoded")]:
         with pytest.raises(AudioFileError, match=reason):
             check_audio_files([_make_bad_file(tmp_path, kind)], decode=False)
+
+
+def test_bench_audio_check_quick_run(tmp_path):
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_audio_check
+
+    assert bench_audio_check.main(["--n-files", "3", "--seconds", "0.5", "--repeats", "1",
+                                   "--results-dir", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "audio_check.json").read_text())
+    for fmt in ("flac", "wav"):
+        per = payload["results"][fmt]
+        assert per["load_audio"]["ratio_to_load_audio"] == pytest.approx(1.0)
+        assert 0 < per["header"]["ms_per_file"] and 0 < per["decode"]["ms_per_file"]
+    assert "bench_audio_check.py --n-files 3" in payload["provenance"]["command"]
