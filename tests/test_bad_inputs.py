@@ -828,3 +828,35 @@ def test_malicious_pickle_never_runs(env):
     assert not env.sentinel.exists()
     assert pickle.loads(pickle.dumps(Evil(env.root / "x"))) is not None  # the payload is live
     os.unlink(env.root / "x")
+
+
+def test_an_unwritable_folder_is_refused_before_training(env, monkeypatch, tmp_path):
+    import sklearn_ltm._checks as checks
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(checks.tempfile, "TemporaryFile", denied)  # as a non-root user would see
+    fits = []
+    monkeypatch.setattr(LTMRetriever, "_build_audio_encoder",
+                        lambda self, spec: fits.append(spec) or (None, None))
+    with pytest.raises(ValueError, match=r"checkpoint_path='.*run.ckpt' cannot be written: no "
+                                         r"file can be created in .*Permission denied"):
+        LTMRetriever(**FAST, checkpoint_path=str(tmp_path / "run.ckpt")).fit(env.X, env.Y)
+    assert fits == []  # refused before any model was built
+    assert main(_train(env, output=tmp_path / "m.pt")) == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root may write anywhere")
+def test_a_read_only_folder_is_refused(env, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(ValueError, match="cannot be written"):
+            check_writable_path(folder / "m.pt", "--output")
+        with pytest.raises(ValueError, match="no permission to create folders"):
+            check_writable_path(folder / "sub" / "m.pt", "--output")
+    finally:
+        folder.chmod(0o700)
