@@ -69,7 +69,8 @@ def as_values(values, name: str = "X"):
 
     A pandas ``DataFrame`` or ``Series`` becomes its values (never its column labels or
     index): a numeric frame a float array (missing values as NaN), a frame of one text
-    column or a text series a 1-D object array. A one-shot iterable (a generator, an
+    column or a text series a 1-D object array. Other objects with ``__array__`` (polars
+    frames, CPU tensors) become ``np.asarray`` of them. A one-shot iterable (a generator, an
     iterator, ``map``...) is read once into a list. Arrays, lists and tuples are returned
     as they are. Nothing is modified.
 
@@ -119,6 +120,11 @@ def as_values(values, name: str = "X"):
         )
     if isinstance(values, (str, bytes, np.ndarray, list, tuple, os.PathLike)):
         return values
+    if hasattr(values, "__array__"):  # other frames (polars...), tensors: their values too
+        try:
+            return np.asarray(values)
+        except Exception:  # a CUDA tensor, a tensor that requires grad: refused later
+            return values
     if isinstance(values, Iterable) and not hasattr(values, "__getitem__"):
         return list(values)  # a generator or an iterator: read it exactly once
     return values

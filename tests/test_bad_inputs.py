@@ -860,3 +860,24 @@ def test_a_read_only_folder_is_refused(env, tmp_path):
             check_writable_path(folder / "sub" / "m.pt", "--output")
     finally:
         folder.chmod(0o700)
+
+
+def test_other_array_likes_are_read_by_values(env):
+    class ColumnFrame:  # like a polars frame: iterating gives column names, __array__ values
+        def __init__(self, values):
+            self.values = values
+
+        def __array__(self, dtype=None, copy=None):
+            return np.asarray(self.values, dtype=dtype)
+
+        def __iter__(self):
+            return iter([f"column {i}" for i in range(self.values.shape[1])])
+
+        def __len__(self):
+            return len(self.values)
+
+    ref = LTMRetriever(**FAST).fit(env.X[:5], env.Y[:5])
+    est = LTMRetriever(**FAST).fit(ColumnFrame(env.X[:5]), ColumnFrame(env.Y[:5]))
+    assert est.text_input_kind_ == "features"
+    np.testing.assert_array_equal(est.embed_text(torch.from_numpy(env.Y[:5])),
+                                  ref.embed_text(env.Y[:5]))
