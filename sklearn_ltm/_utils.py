@@ -116,6 +116,8 @@ def _current_umask() -> int:
 def _pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
+        return True  # so only the age of a temporary tells
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -251,8 +253,9 @@ def atomic_write(path, mode: str = "wb") -> Iterator:
     fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{_writer_tag()}.",
                                suffix=_TMP_SUFFIX, dir=path.parent)
     try:
-        with contextlib.suppress(OSError):
-            os.fchmod(fd, file_mode)
+        if hasattr(os, "fchmod"):  # POSIX; Windows has no such modes
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, file_mode)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh
             fh.flush()
