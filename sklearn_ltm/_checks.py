@@ -29,6 +29,7 @@ __all__ = [
     "CHECKPOINT_KEYS",
     "check_capacity",
     "check_checkpoint_matches",
+    "check_estimator_numbers",
     "build_from_config",
     "check_writable_path",
     "load_checkpoint_safely",
@@ -503,6 +504,48 @@ def check_capacity(embedding_dim, audio_dim, text_dim, *, hidden_dim=None,
             "smaller embedding_dim or hidden_dim."
         )
     return needed
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+_OPTIMIZER_NUMBERS = ("learning_rate", "encoder_learning_rate", "metric_learning_rate",
+                      "weight_decay")
+
+
+def check_estimator_numbers(estimator) -> None:
+    """Refuse parameter values that pass their range checks but break training later.
+
+    The optimiser's rates and weight decay must fit in float32 (torch converts them; a larger
+    one fails in the first step, after the work has started), and an integer
+    ``random_state`` must be a valid NumPy seed (0 to 2**32 - 1).
+
+    Parameters
+    ----------
+    estimator : LTMRetriever
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter and its value.
+
+    Examples
+    --------
+    >>> from sklearn_ltm import LTMRetriever
+    >>> check_estimator_numbers(LTMRetriever(learning_rate=1e39))
+    Traceback (most recent call last):
+    ...
+    ValueError: learning_rate=1e+39 is beyond the float32 range (at most 3.4e+38) that ...
+    """
+    for name in _OPTIMIZER_NUMBERS:
+        value = getattr(estimator, name, None)
+        if isinstance(value, numbers.Real) and abs(value) > FLOAT32_MAX:
+            raise ValueError(f"{name}={value!r} is beyond the float32 range (at most "
+                             f"{FLOAT32_MAX:.1e}) that the optimiser computes in; give a "
+                             "smaller value.")
+    seed = getattr(estimator, "random_state", None)
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and not (
+            0 <= seed < 2**32):
+        raise ValueError(f"random_state={seed!r} is not a valid seed; give an int in "
+                         "[0, 2**32 - 1], a RandomState instance or None.")
 
 
 # ---------------------------------------------------------------------- warnings

@@ -318,6 +318,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         _check_number("text_max_length", self.text_max_length, low=1, integer=True)
         _check_number("verbose", self.verbose, low=0, integer=True)
         _check_number("num_workers", self.num_workers, low=0, integer=True)
+        _checks.check_estimator_numbers(self)
         resolve_device(self.device)
 
     # ------------------------------------------------------------------ building
