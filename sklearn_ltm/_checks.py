@@ -73,6 +73,8 @@ def load_error_reason(exc: BaseException) -> str:
                 "(weights_only=True)")
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0]
+    if not text.strip():
+        return f"{type(exc).__name__} (an empty or truncated file?)"
     return one_line(text, 160)
 
 

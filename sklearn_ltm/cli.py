@@ -112,6 +112,11 @@ def _load_pairs(args):
     return list(bunch.audio), list(bunch.captions)
 
 
+def _absent(path) -> str:
+    """Why ``path`` is not a file: it "is a directory" or "does not exist"."""
+    return "is a directory" if Path(path).is_dir() else "does not exist"
+
+
 def read_pairs_csv(path, *, drop_missing: bool = False):
     """Read ``audio_path,caption`` rows; paths are relative to the CSV file's folder.
 
@@ -139,7 +144,7 @@ def read_pairs_csv(path, *, drop_missing: bool = False):
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"CSV file {path} does not exist.")
+        raise UserError(f"CSV file {path} {_absent(path)}.")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM is fine
             reader = csv.DictReader(fh)
@@ -176,8 +181,7 @@ def _load_model(path):
     from .retriever import LTMRetriever
 
     if not Path(path).is_file():
-        raise UserError(f"model file {path} "
-                        f"{'is a directory' if Path(path).is_dir() else 'does not exist'}.")
+        raise UserError(f"model file {path} {_absent(path)}.")
     return LTMRetriever.load(path)
 
 
@@ -293,8 +297,7 @@ def cmd_train(args) -> int:
     from .retriever import LTMRetriever
 
     if args.resume is not None and not Path(args.resume).is_file():
-        raise UserError(f"--resume {args.resume} "
-                        f"{'is a directory' if Path(args.resume).is_dir() else 'does not exist'}.")
+        raise UserError(f"--resume {args.resume} {_absent(args.resume)}.")
     check_writable_path(args.output, "--output")  # before any work, not after training
     audio, captions = _load_pairs(args)
     params = _estimator_params(args)

@@ -539,6 +539,11 @@ CLI_CASES = {
                                                                  "audio_path,caption\n"
                                                                  "audio/clip0.wav,a tone\n"
                                                                  "nan.wav,broken\n")), [e.nan_wav])),
+    "train --csv a directory": (r"CSV file .*a_folder is a directory",
+                                lambda e: (_train(e, csv=e.folder), [])),
+    "evaluate an empty model file": (r"empty.bin' is not a sklearn-ltm model file: EOFError",
+                                     lambda e: (["evaluate", "--model", str(e.empty), "--dataset",
+                                                 "csv", "--csv", str(e.csv)], [e.empty])),
     "train csv missing file": (r"CSV file .*absent.csv does not exist",
                                lambda e: (_train(e, csv=e.root / "absent.csv"), [])),
     "train --epsilon -1": (r"epsilon=-1.0 is outside",
