@@ -227,6 +227,9 @@ def embed_folder_cached(model, model_path, files, cache_path):
     Returns
     -------
     ndarray of shape (len(files), embedding_dim)
+        A file that cannot be read (corrupt, NaN samples) is skipped with one warning line
+        on stderr: its row is NaN and it is not cached. A cache that cannot be written is
+        skipped with a warning; a cache path that is a folder is an error.
     """
     from ._checks import check_writable_path
     from ._utils import atomic_write
