@@ -138,6 +138,7 @@ def bench_frozen_cache(device: torch.device, n_clips: int, epochs: int) -> list[
     import numpy as np
 
     from sklearn_ltm import LTMRetriever
+    from sklearn_ltm.components import PANNs
 
     rng = np.random.default_rng(0)
     sr = 32000
@@ -145,8 +146,8 @@ def bench_frozen_cache(device: torch.device, n_clips: int, epochs: int) -> list[
     captions = [f"clip {i} with sound {i % 7}" for i in range(n_clips)]
     rows = []
     for cached in (True, False):
-        est = LTMRetriever(audio_encoder="cnn10", text_encoder="scratch",
-                           freeze_audio_encoder=True, cache_frozen_encoders=cached,
+        est = LTMRetriever(audio_encoder=PANNs("cnn10", freeze=True, cache=cached),
+                           text_encoder="scratch",
                            embedding_dim=64, batch_size=16, max_epochs=epochs,
                            validation_fraction=0.0, random_state=0, device=device.type)
         t0 = time.perf_counter()

@@ -50,8 +50,8 @@ sys.path.insert(0, str(HERE.parent))
 import ot  # noqa: E402
 from _common import markdown_table, positive_int, provenance, set_threads, write_results  # noqa: E402
 
+from sklearn_ltm.ground_metrics import MahalanobisMetric  # noqa: E402
 from sklearn_ltm.losses import ground_truth_plan, info_nce_loss, mltm_loss  # noqa: E402
-from sklearn_ltm.metric import MahalanobisMetric  # noqa: E402
 from sklearn_ltm.transport import partial_sinkhorn, sinkhorn  # noqa: E402
 
 METHODS = (

@@ -157,7 +157,7 @@ def _class_metrics(model, audio, labels, text, text_labels) -> dict:
     ``text`` holds each distinct caption once, so that in audio-to-text a class is not
     counted once per clip that shares its captions.
     """
-    from sklearn_ltm.metrics import retrieval_metrics
+    from sklearn_ltm.retrieval_metrics import retrieval_metrics
 
     a = model.transform(audio).astype(np.float64)
     t = model.embed_text(text).astype(np.float64)

@@ -71,8 +71,8 @@ fig.tight_layout()
 # -----
 # ``text_encoder="scratch"`` trains a small word-level GRU from the captions (its vocabulary
 # is built in ``fit``). A network trained from scratch learns at ``learning_rate`` like the
-# heads (the default of ``encoder_learning_rate=None``); pretrained encoders would get a
-# small fine-tuning rate instead.
+# heads (the default of ``text_encoder__learning_rate=None``); pretrained encoders would get
+# a small fine-tuning rate instead.
 model = LTMRetriever(
     text_encoder="scratch", loss="mltm", metric="mahalanobis", epsilon=0.05,
     embedding_dim=64, batch_size=128, max_epochs=20, learning_rate=3e-3, random_state=0,

@@ -17,6 +17,7 @@ from sklearn.neighbors import NearestNeighbors
 from torch.nn import functional as F
 
 from sklearn_ltm import LTMRetriever
+from sklearn_ltm.components import ModuleAudio
 from sklearn_ltm.datasets import make_sound_captions
 from sklearn_ltm.encoders import LogMelFrontEnd
 from sklearn_ltm.evaluation import evaluate
@@ -28,9 +29,10 @@ from sklearn_ltm.evaluation import evaluate
 # Any module with an ``output_dim`` attribute (and a ``sample_rate`` for waveforms) that maps
 # ``(waveforms, lengths)`` to ``(batch, output_dim)`` can be the audio encoder. This one has no
 # weights: like :class:`~sklearn_ltm.features.LogMelSegmentFeatures`, it summarises a log-mel
-# spectrogram by band statistics over a few stretches of time. With
-# ``freeze_audio_encoder=True`` its outputs are computed once per clip and cached, so every
-# epoch only trains the heads, the metric and the text encoder.
+# spectrogram by band statistics over a few stretches of time. Wrapped in
+# :class:`~sklearn_ltm.components.ModuleAudio` with ``freeze=True``, its outputs are computed
+# once per clip and cached, so every epoch only trains the heads, the metric and the text
+# encoder.
 class SegmentLogMel(torch.nn.Module):
     """Mean and max of each mel band over ``segments`` stretches of time, in decibels / 20."""
 
@@ -56,9 +58,8 @@ class SegmentLogMel(torch.nn.Module):
 # through the module.
 corpus = make_sound_captions(800, captions_per_clip=3, random_state=0)
 model = LTMRetriever(
-    audio_encoder=SegmentLogMel(), freeze_audio_encoder=True, text_encoder="scratch",
-    embedding_dim=64, batch_size=128, max_epochs=20, learning_rate=3e-3,
-    encoder_learning_rate=3e-3, random_state=0,
+    audio_encoder=ModuleAudio(SegmentLogMel(), freeze=True), text_encoder="scratch",
+    embedding_dim=64, batch_size=128, max_epochs=20, learning_rate=3e-3, random_state=0,
 ).fit(corpus.audio, corpus.captions)
 print(f"trained {model.n_epochs_} epochs on {len(corpus.captions)} pairs")
 

@@ -31,7 +31,7 @@ clip_rows = np.unique(train.clip_ids, return_index=True)[1]
 features = LogMelSegmentFeatures(sample_rate=train.sample_rate).fit(train.audio[clip_rows])
 retriever = LTMRetriever(
     text_encoder="scratch", embedding_dim=64, batch_size=128, max_epochs=20,
-    learning_rate=3e-3, encoder_learning_rate=3e-3, random_state=0,
+    learning_rate=3e-3, random_state=0,
 ).fit(features.transform(train.audio[clip_rows])[train.clip_ids], train.captions)
 
 # %%

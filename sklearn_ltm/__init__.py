@@ -2,9 +2,12 @@
 
 The estimator :class:`LTMRetriever` trains and serves m-LTM models; the math lives in
 :mod:`sklearn_ltm.transport` (entropic and partial optimal transport),
-:mod:`sklearn_ltm.metric` (ground metrics) and :mod:`sklearn_ltm.losses`; retrieval
-evaluation in :mod:`sklearn_ltm.evaluation` and :mod:`sklearn_ltm.metrics`; data in
-:mod:`sklearn_ltm.datasets`; audio and text models in :mod:`sklearn_ltm.encoders`.
+:mod:`sklearn_ltm.ground_metrics` (ground metrics) and :mod:`sklearn_ltm.losses`; retrieval
+evaluation in :mod:`sklearn_ltm.evaluation` and :mod:`sklearn_ltm.retrieval_metrics`; data in
+:mod:`sklearn_ltm.datasets`; audio and text models in :mod:`sklearn_ltm.encoders`. The
+estimator is built from the components of :mod:`sklearn_ltm.components` (one registry per
+kind) and trained by the :class:`~sklearn_ltm.training.Trainer` and its callbacks
+(:mod:`sklearn_ltm.training`).
 """
 
 __version__ = "0.1.0"
@@ -22,7 +25,7 @@ from .features import (  # noqa: E402
     PretrainedAudioFeatures,
     PretrainedTextFeatures,
 )
-from .metrics import modality_gap  # noqa: E402
+from .retrieval_metrics import modality_gap  # noqa: E402
 from .retriever import LTMRetriever  # noqa: E402
 from .transport import partial_sinkhorn, sinkhorn  # noqa: E402
 from .zero_shot import ZeroShotAudioClassifier  # noqa: E402

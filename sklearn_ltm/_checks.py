@@ -16,6 +16,7 @@ bad value and what is accepted.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import numbers
@@ -27,10 +28,10 @@ from pathlib import Path
 
 __all__ = [
     "CHECKPOINT_KEYS",
+    "model_file_errors",
     "check_capacity",
     "check_checkpoint_matches",
     "check_estimator_numbers",
-    "build_from_config",
     "check_writable_path",
     "load_checkpoint_safely",
     "load_state_checked",
@@ -41,10 +42,13 @@ __all__ = [
 ]
 
 MODEL_FORMAT = "sklearn-ltm-model"
-#: Keys a training checkpoint written by ``train_model`` holds (``resume_from``).
-CHECKPOINT_KEYS = ("model", "optimizer", "history", "best_score", "bad_epochs", "epoch",
-                   "rng_state")
-_MODEL_KEYS = ("params", "audio_config", "text_config", "dims", "audio_input_kind",
+CHECKPOINT_FORMAT = "sklearn-ltm-checkpoint"
+#: Keys a training checkpoint holds (``Trainer.state_dict``, written by the ``Checkpoint``
+#: callback; read by ``fit(resume_from=...)``), besides ``format`` and ``format_version``.
+CHECKPOINT_KEYS = ("model", "optimizer", "history", "epoch", "batch_in_epoch", "step_count",
+                   "stop_training", "epoch_order", "epoch_losses", "rng", "callbacks")
+#: Keys of a model file of format 2 (format-1 files are translated before the check).
+_MODEL_KEYS = ("params", "fitted_components", "architecture", "audio_input_kind",
                "text_input_kind", "n_features_in", "history", "state_dict")
 _AUDIO_KINDS = ("features", "waveforms", "paths")
 _TEXT_KINDS = ("features", "strings")
@@ -170,59 +174,14 @@ def _check_tensor_dict(state, path, key: str, bad) -> None:
             raise bad(path, f"{key}[{name!r}] holds NaN or infinite weights.")
 
 
-def _check_builder_config(config, builder, side: str, path) -> None:
-    if config is None:
-        return
-    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
-        raise _bad_model(path, f"{side} is {type(config).__name__}, not a dict of settings.")
-    try:
-        inspect.signature(builder).bind(**config)
-    except TypeError as exc:
-        raise _bad_model(path, f"{side} is not accepted by {builder.__name__}: "
-                               f"{one_line(exc)}.") from exc
-
-
-def build_from_config(builder, config: dict, side: str, path):
-    """``builder(**config)`` for an encoder saved in a model file; a setting the encoder
-    refuses (an unknown key, a bad value) is one ValueError naming the file.
-
-    Parameters
-    ----------
-    builder : callable
-        ``build_audio_encoder`` or ``build_text_encoder``.
-    config : dict
-        The saved ``audio_config`` or ``text_config``.
-    side : str
-        Its name, for the message.
-    path : str or path-like
-        The model file, for the message.
-
-    Returns
-    -------
-    torch.nn.Module
-
-    Examples
-    --------
-    >>> from sklearn_ltm.encoders import build_text_encoder
-    >>> build_from_config(build_text_encoder, {"name": "scratch", "colour": "red"},
-    ...                   "text_config", "m.pt")
-    Traceback (most recent call last):
-    ...
-    ValueError: 'm.pt' is not a valid sklearn-ltm model file: text_config is refused by ...
-    """
-    try:
-        return builder(**config)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise _bad_model(path, f"{side} is refused by the encoder: {one_line(exc)}") from exc
-
-
 def validate_model_payload(payload, path, estimator_cls) -> None:
     """Check a model file's content before ``LTMRetriever.load`` builds anything from it.
 
-    Checked: every key is there with the right type; the dimensions are positive integers;
-    the input kinds are known; the parameters are the estimator's and each value is
-    accepted by its ``_validate_params``; the encoder settings fit their builders; the
-    weights are tensors with finite values.
+    Checked (on model format 2; a format-1 file is translated first): every key is there
+    with the right type; the parameters are the estimator's; the saved components are
+    complete; the architecture's dimensions are positive integers; the input kinds are
+    known; the weights are tensors with finite values. The parameter values are checked
+    by the estimator's constraints when it is rebuilt (:func:`model_file_errors`).
 
     Parameters
     ----------
@@ -246,8 +205,6 @@ def validate_model_payload(payload, path, estimator_cls) -> None:
     ...
     ValueError: 'm.pt' is not a valid sklearn-ltm model file: it lacks the keys ['params', ...
     """
-    from .encoders import build_audio_encoder, build_text_encoder
-
     if not isinstance(payload, dict):
         raise _bad_model(path, f"it holds a {type(payload).__name__}, not a dict.")
     missing = [k for k in _MODEL_KEYS if k not in payload]
@@ -261,19 +218,29 @@ def validate_model_payload(payload, path, estimator_cls) -> None:
     if unknown:
         raise _bad_model(path, f"unknown parameter(s) {unknown}; {estimator_cls.__name__} "
                                f"accepts {accepted}.")
-    trial = {k: v for k, v in params.items() if k != "device"}
-    for side in ("audio_encoder", "text_encoder"):
-        if trial.get(side) == CUSTOM_MODULE:
-            trial[side] = "auto"  # the user's module is given to load() separately
-    try:
-        estimator_cls(**trial, device="cpu")._validate_params()
-    except (TypeError, ValueError) as exc:
-        raise _bad_model(path, f"bad parameter: {one_line(exc)}") from exc
-    dims = payload["dims"]
-    if not isinstance(dims, dict) or not all(_is_int(dims.get(k), 1)
+    components = payload["fitted_components"]
+    if not isinstance(components, dict) or not all(
+            isinstance(c, dict) and {"kind", "name", "class", "params"} <= set(c)
+            and isinstance(c["params"], dict) for c in components.values()):
+        raise _bad_model(path, "'fitted_components' is not a dict of saved components "
+                               "(kind, name, class, params).")
+    arch = payload["architecture"]
+    if not isinstance(arch, dict) or not all(_is_int(arch.get(k), 1)
                                              for k in ("audio_dim", "text_dim")):
-        raise _bad_model(path, f"'dims' is {dims!r}; expected positive integers 'audio_dim' "
-                               "and 'text_dim'.")
+        dims = ({k: arch.get(k) for k in ("audio_dim", "text_dim")}
+                if isinstance(arch, dict) else arch)
+        raise _bad_model(path, f"'architecture' has dimensions {dims!r}; expected positive "
+                               "integers 'audio_dim' and 'text_dim'.")
+    for key in ("embedding_dim", "hidden_dim"):
+        if arch.get(key) is not None and not _is_int(arch[key], 1):
+            raise _bad_model(path, f"architecture {key}={arch[key]!r}; expected a positive "
+                                   "integer.")
+    for key in ("audio_config", "text_config"):
+        config = arch.get(key)
+        if config is not None and (not isinstance(config, dict)
+                                   or not all(isinstance(k, str) for k in config)):
+            raise _bad_model(path, f"architecture {key} is {type(config).__name__}, not a "
+                                   "dict of settings.")
     if payload["audio_input_kind"] not in _AUDIO_KINDS:
         raise _bad_model(path, f"audio_input_kind={payload['audio_input_kind']!r}; expected one "
                                f"of {list(_AUDIO_KINDS)}.")
@@ -286,9 +253,31 @@ def validate_model_payload(payload, path, estimator_cls) -> None:
     history = payload["history"]
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         raise _bad_model(path, f"'history' is {type(history).__name__}, not a list of dicts.")
-    _check_builder_config(payload["audio_config"], build_audio_encoder, "audio_config", path)
-    _check_builder_config(payload["text_config"], build_text_encoder, "text_config", path)
     _check_tensor_dict(payload["state_dict"], path, "state_dict", _bad_model)
+
+
+@contextlib.contextmanager
+def model_file_errors(path, what: str):
+    """Turn a structural error while rebuilding a saved model (a parameter or setting
+    refused, a malformed value) into one ValueError naming the file.
+
+    Errors that already say what to do (a custom module to pass to ``load``, a component
+    to register) are plain ``ValueError`` and pass unchanged.
+
+    Examples
+    --------
+    >>> with model_file_errors("m.pt", "bad parameter"):
+    ...     int("lots")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'm.pt' is not a valid sklearn-ltm model file: bad parameter: invalid literal ...
+    """
+    from ._validation import InvalidParameterError
+
+    try:
+        yield
+    except (InvalidParameterError, TypeError, KeyError, AttributeError) as exc:
+        raise _bad_model(path, f"{what}: {one_line(exc)}") from exc
 
 
 def _shape_mismatch(expected: dict, state: dict) -> str | None:
@@ -393,18 +382,26 @@ def load_checkpoint_safely(path, *, map_location="cpu") -> dict:
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
     if missing:
         raise _bad_checkpoint(path, f"it lacks the keys {missing}.")
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise _bad_checkpoint(path, f"it is of checkpoint format {state.get('format')!r} "
+                                    f"version {state.get('format_version')!r}, not "
+                                    f"{CHECKPOINT_FORMAT!r} (checkpoints of sklearn-ltm 0.1 "
+                                    "cannot be resumed: start the run again).")
     _check_tensor_dict(state["model"], path, "model", _bad_checkpoint)
     if not isinstance(state["optimizer"], dict) or "state" not in state["optimizer"]:
         raise _bad_checkpoint(path, "'optimizer' is not an optimizer state.")
-    if not isinstance(state["history"], list):
-        raise _bad_checkpoint(path, "'history' is not a list.")
-    for key in ("epoch", "bad_epochs"):
+    for key in ("history", "epoch_losses"):
+        if not isinstance(state[key], list):
+            raise _bad_checkpoint(path, f"{key!r} is not a list.")
+    for key in ("epoch", "batch_in_epoch", "step_count"):
         if not _is_int(state[key]):
             raise _bad_checkpoint(path, f"{key}={state[key]!r} is not an integer >= 0.")
-    if not isinstance(state["best_score"], numbers.Real) or isinstance(state["best_score"], bool):
-        raise _bad_checkpoint(path, f"best_score={state['best_score']!r} is not a number.")
-    if not isinstance(state["rng_state"], dict):
-        raise _bad_checkpoint(path, "'rng_state' is not a random generator state.")
+    if not isinstance(state["stop_training"], bool):
+        raise _bad_checkpoint(path, f"stop_training={state['stop_training']!r} is not a bool.")
+    if not isinstance(state["rng"], dict):
+        raise _bad_checkpoint(path, "'rng' is not a random generator state.")
+    if not isinstance(state["callbacks"], dict):
+        raise _bad_checkpoint(path, "'callbacks' is not a dict of callback states.")
     return state
 
 
@@ -464,8 +461,9 @@ def check_capacity(embedding_dim, audio_dim, text_dim, *, hidden_dim=None,
         Input sizes of the two projection heads.
     hidden_dim : int or None
         Hidden size of the heads (``None``: ``2 * embedding_dim``).
-    metric : str
+    metric : str or GroundMetricComponent
     metric_rank : int or None
+        Rank of a Mahalanobis metric (``None``: the component's ``rank``, else full).
     device : torch.device or str or None
         Where training runs (its memory is the limit); ``None``: the CPU.
 
@@ -491,9 +489,13 @@ def check_capacity(embedding_dim, audio_dim, text_dim, *, hidden_dim=None,
     e = int(embedding_dim)
     h = 2 * e if hidden_dim is None else int(hidden_dim)
     n = sum(d * h + h + h * e + e for d in (int(audio_dim), int(text_dim)))
-    if metric == "mahalanobis":
+    name = metric if isinstance(metric, str) else getattr(metric, "registered_name",
+                                                                 lambda: None)()
+    if metric_rank is None:
+        metric_rank = getattr(metric, "rank", None)
+    if name == "mahalanobis":
         n += (e if metric_rank is None else int(metric_rank)) * e
-    elif metric == "diagonal":
+    elif name == "diagonal":
         n += e
     needed = 16 * n
     available, where = _available_memory(device)
@@ -509,16 +511,17 @@ def check_capacity(embedding_dim, audio_dim, text_dim, *, hidden_dim=None,
 
 
 FLOAT32_MAX = 3.4028234663852886e38
-_OPTIMIZER_NUMBERS = ("learning_rate", "encoder_learning_rate", "metric_learning_rate",
-                      "weight_decay")
+_OPTIMIZER_NUMBERS = ("learning_rate", "weight_decay")
 
 
 def check_estimator_numbers(estimator) -> None:
-    """Refuse parameter values that pass their range checks but break training later.
+    """Refuse optimiser numbers that pass their range checks but break training later.
 
-    The optimiser's rates and weight decay must fit in float32 (torch converts them; a larger
-    one fails in the first step, after the work has started), and an integer
-    ``random_state`` must be a valid NumPy seed (0 to 2**32 - 1).
+    The rates and weight decays (``learning_rate``, ``optimizer__weight_decay``,
+    ``metric__learning_rate``, ``audio_encoder__learning_rate``, ...) must fit in float32:
+    torch converts them, and a larger one fails in the first step, after the work has
+    started. (Ranges, and the seed ``random_state``, are checked by the estimator's
+    ``_parameter_constraints``.)
 
     Parameters
     ----------
@@ -537,17 +540,14 @@ def check_estimator_numbers(estimator) -> None:
     ...
     ValueError: learning_rate=1e+39 is beyond the float32 range (at most 3.4e+38) that ...
     """
-    for name in _OPTIMIZER_NUMBERS:
-        value = getattr(estimator, name, None)
-        if isinstance(value, numbers.Real) and abs(value) > FLOAT32_MAX:
+    for name, value in estimator.get_params(deep=True).items():
+        if name.rsplit("__", 1)[-1] not in _OPTIMIZER_NUMBERS:
+            continue
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and \
+                abs(value) > FLOAT32_MAX:
             raise ValueError(f"{name}={value!r} is beyond the float32 range (at most "
                              f"{FLOAT32_MAX:.1e}) that the optimiser computes in; give a "
                              "smaller value.")
-    seed = getattr(estimator, "random_state", None)
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and not (
-            0 <= seed < 2**32):
-        raise ValueError(f"random_state={seed!r} is not a valid seed; give an int in "
-                         "[0, 2**32 - 1], a RandomState instance or None.")
 
 
 # ---------------------------------------------------------------------- warnings

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "load_plugins", "PLUGIN_GROUP"]
 
 EXIT_USAGE = 2
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -28,11 +28,80 @@ class UserError(Exception):
 
 
 # ---------------------------------------------------------------------- helpers
+#: Entry-point group whose modules are imported before the parser is built (they register
+#: components, e.g. ``[project.entry-points."sklearn_ltm.plugins"] mine = "my_pkg.ltm"``).
+PLUGIN_GROUP = "sklearn_ltm.plugins"
+_RUN_TIME_PARAMS = ("callbacks",)  # set through --checkpoint and --checkpoint-every
+
+
+def load_plugins(modules=()) -> list[str]:
+    """Import the modules that register user components: ``modules`` (``--plugin``) and
+    every entry point of the ``sklearn_ltm.plugins`` group.
+
+    Parameters
+    ----------
+    modules : sequence of str
+        Importable module names.
+
+    Returns
+    -------
+    list of str
+        The modules imported.
+
+    Examples
+    --------
+    >>> load_plugins(["json"])[-1]
+    'json'
+    """
+    import importlib
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken plugin is the user's to fix: say which
+            raise UserError(f"the {PLUGIN_GROUP} entry point {ep.name!r} ({ep.value}) "
+                            f"failed to load: {exc!r}") from exc
+        loaded.append(ep.value)
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise UserError(f"--plugin {name}: cannot import it ({exc}).") from exc
+        loaded.append(name)
+    return loaded
+
+
 def _estimator_defaults() -> dict:
     from .retriever import LTMRetriever
 
     sig = inspect.signature(LTMRetriever.__init__)
-    return {k: p.default for k, p in sig.parameters.items() if k != "self"}
+    return {k: p.default for k, p in sig.parameters.items()
+            if k != "self" and k not in _RUN_TIME_PARAMS}
+
+
+def _component_options() -> dict:
+    """``{"loss__temperature": (default, "Contrastive"), ...}``: the parameters of every
+    registered component of each kind (one option serves every component having it)."""
+    from .components import registry_of
+    from .training import EarlyStopping
+
+    options: dict = {}
+    kinds = ("audio_encoder", "text_encoder", "metric", "loss", "optimizer", "lr_schedule")
+    for kind in kinds:
+        registry = registry_of(kind)
+        for name in registry.names():
+            try:
+                component = registry.create(name)
+            except Exception:  # a broken user registration must not break the command
+                continue
+            for key, default in component.get_params(deep=False).items():
+                entry = options.setdefault(f"{kind}__{key}", (default, []))
+                entry[1].append(name)
+    for key, default in EarlyStopping().get_params(deep=False).items():
+        options[f"early_stopping__{key}"] = (default, ["EarlyStopping"])
+    return options
 
 
 def _parse_scalar(text: str):
@@ -47,35 +116,61 @@ def _parse_scalar(text: str):
     return text
 
 
+def _add_option(group, name, flag, default, *, help_text, nested=False):
+    shown = "not set" if nested else default
+    if isinstance(default, bool):
+        group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                           default=None if nested else default, help=f"{help_text}(default: {shown})")
+    elif isinstance(default, int):
+        group.add_argument(flag, dest=name, type=int, default=None if nested else default,
+                           metavar="INT", help=f"{help_text}(default: {shown})")
+    elif isinstance(default, float):
+        group.add_argument(flag, dest=name, type=float, default=None if nested else default,
+                           metavar="FLOAT", help=f"{help_text}(default: {shown})")
+    elif isinstance(default, str):
+        group.add_argument(flag, dest=name, type=str, default=None if nested else default,
+                           metavar="STR", help=f"{help_text}(default: {shown})")
+    else:
+        group.add_argument(flag, dest=name, type=_parse_scalar,
+                           default=None if nested else default,
+                           metavar="VALUE", help=f"{help_text}(default: {shown})")
+
+
 def _add_estimator_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "estimator parameters", "every LTMRetriever parameter (see its documentation)")
-    for name, default in _estimator_defaults().items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(default, bool):
-            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
-                               default=default, help=f"(default: {default})")
-        elif isinstance(default, int):
-            group.add_argument(flag, dest=name, type=int, default=default,
-                               metavar="INT", help=f"(default: {default})")
-        elif isinstance(default, float):
-            group.add_argument(flag, dest=name, type=float, default=default,
-                               metavar="FLOAT", help=f"(default: {default})")
-        elif isinstance(default, str):
-            group.add_argument(flag, dest=name, type=str, default=default,
-                               metavar="STR", help=f"(default: {default})")
-        else:
-            group.add_argument(flag, dest=name, type=_parse_scalar, default=default,
-                               metavar="VALUE", help=f"(default: {default})")
+    top = _estimator_defaults()
+    for name, default in top.items():
+        _add_option(group, name, "--" + name.replace("_", "-"), default, help_text="")
+    nested = parser.add_argument_group(
+        "component parameters",
+        "the parameters of the components (LTMRetriever's <param>__<name>), set only when "
+        "given; each applies to the components named in brackets")
+    taken = {"--" + n.replace("_", "-") for n in top}
+    for name, (default, owners) in _component_options().items():
+        flag = "--" + name.replace("__", "-").replace("_", "-")
+        if flag in taken:  # never shadow another option
+            flag = "--" + name.replace("_", "-")
+        taken.add(flag)
+        _add_option(nested, name, flag, default, nested=True,
+                    help_text=f"[{', '.join(owners)}] ")
 
 
 def _estimator_params(args) -> dict:
     return {name: getattr(args, name) for name in _estimator_defaults()}
 
 
+def _component_params(args) -> dict:
+    return {name: getattr(args, name) for name in _component_options()
+            if getattr(args, name, None) is not None}
+
+
 def _add_data_options(parser, *, split_default=None):
-    parser.add_argument("--dataset", choices=("audiocaps", "clotho", "esc50", "csv"),
-                        required=True, help="which corpus layout to read")
+    from .datasets import DATASETS
+
+    parser.add_argument("--dataset", choices=(*DATASETS.names(), "csv"),
+                        required=True, help="which corpus layout to read (more with --plugin: "
+                                            "sklearn_ltm.datasets.register_dataset)")
     parser.add_argument("--root", type=Path,
                         help="dataset root folder (audiocaps, clotho, esc50)")
     parser.add_argument("--split", default=split_default,
@@ -102,13 +197,8 @@ def _load_pairs(args):
     if not args.root.is_dir():
         raise UserError(f"--root {args.root} is not a folder.")
     on_missing = "drop" if args.drop_missing else "raise"
-    if args.dataset == "audiocaps":
-        bunch = datasets.load_audiocaps(args.root, args.split or "train", on_missing=on_missing)
-    elif args.dataset == "clotho":
-        bunch = datasets.load_clotho(args.root, args.split or "development",
-                                     on_missing=on_missing)
-    else:
-        bunch = datasets.load_esc50(args.root, folds=args.folds, on_missing=on_missing)
+    bunch = datasets.read_dataset(args.dataset, args.root, split=args.split, folds=args.folds,
+                                  on_missing=on_missing)
     return list(bunch.audio), list(bunch.captions)
 
 
@@ -279,7 +369,8 @@ def _readable_audio(files, model):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AudioFilesSkippedWarning)
         keep = check_audio_files([str(f) for f in files], "skip", count_as="files",
-                                 max_seconds=getattr(model, "max_audio_seconds", None))
+                                 max_seconds=getattr(getattr(model, "audio_encoder_", None),
+                                                     "max_seconds", None))
     skipped = [str(w.message) for w in caught
                if issubclass(w.category, AudioFilesSkippedWarning)]
     return keep, (skipped[0] if skipped else None)
@@ -298,17 +389,19 @@ def cmd_demo(args) -> int:
 def cmd_train(args) -> int:
     from ._checks import check_writable_path
     from .retriever import LTMRetriever
+    from .training import Checkpoint
 
     if args.resume is not None and not Path(args.resume).is_file():
         raise UserError(f"--resume {args.resume} {_absent(args.resume)}.")
     check_writable_path(args.output, "--output")  # before any work, not after training
-    audio, captions = _load_pairs(args)
+    checkpoint = args.checkpoint or Path(args.output).with_suffix(".ckpt")
     params = _estimator_params(args)
     if params["verbose"] == 0 and not args.quiet:
         params["verbose"] = 1
-    if params["checkpoint_path"] is None:
-        params["checkpoint_path"] = str(Path(args.output).with_suffix(".ckpt"))
-    est = LTMRetriever(**params)
+    est = LTMRetriever(**params, callbacks=[
+        Checkpoint(str(checkpoint), every_n_steps=args.checkpoint_every)])
+    est.set_params(**_component_params(args))
+    audio, captions = _load_pairs(args)
     est.fit(audio, captions, resume_from=args.resume)
     est.save(args.output)
     last = est.history_[-1]
@@ -422,6 +515,12 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"sklearn-ltm {__version__}")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (repeatable): it registers user components "
+                             "(sklearn_ltm.components.register_*) or datasets "
+                             "(sklearn_ltm.datasets.register_dataset), then usable by name; "
+                             f"the modules of the {PLUGIN_GROUP!r} entry-point group are "
+                             "always imported")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -453,6 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
     p.add_argument("--output", type=Path, required=True, help="model file to write")
     p.add_argument("--resume", type=Path, default=None, help="checkpoint to resume from")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="resumable checkpoint, written atomically after every epoch "
+                        "(default: OUTPUT with suffix .ckpt)")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="also write the checkpoint every N optimizer steps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_estimator_options(p)
     p.set_defaults(func=cmd_train)
@@ -508,6 +612,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plugin_names(argv) -> list[str]:
+    """The ``--plugin`` values of ``argv`` (read before the parser, which they extend)."""
+    names = []
+    for i, arg in enumerate(argv):
+        if arg == "--plugin" and i + 1 < len(argv):
+            names.append(argv[i + 1])
+        elif arg.startswith("--plugin="):
+            names.append(arg.split("=", 1)[1])
+    return names
+
+
 def main(argv=None) -> int:
     """Entry point of the ``sklearn-ltm`` command.
 
@@ -526,6 +641,12 @@ def main(argv=None) -> int:
     >>> main(["zero-shot", "--model", "no-such-model.pt", "--labels", "a,b", "x.wav"])
     2
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        load_plugins(_plugin_names(argv))
+    except UserError as exc:
+        print(f"sklearn-ltm: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "k", 1) is not None and getattr(args, "k", 1) < 1:

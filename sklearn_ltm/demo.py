@@ -105,7 +105,7 @@ def run_demo(output="ltm-demo-report", *, n_clips=None, noise_ratio=0.4, quick=F
     from .datasets import make_sound_captions
     from .evaluation import evaluate
     from .features import LogMelSegmentFeatures
-    from .metrics import modality_gap
+    from .retrieval_metrics import modality_gap
     from .retriever import LTMRetriever
 
     if n_clips is None:
@@ -144,7 +144,7 @@ def run_demo(output="ltm-demo-report", *, n_clips=None, noise_ratio=0.4, quick=F
         text = np.asarray(data.captions, dtype=object)
         text_model = "scratch"
     base = dict(embedding_dim=128, batch_size=128, max_epochs=max_epochs, learning_rate=1e-3,
-                validation_fraction=0.1, patience=5, random_state=random_state,
+                validation_fraction=0.1, random_state=random_state,
                 text_encoder="auto" if text_model != "scratch" else "scratch")
 
     def caption_list(rows):

@@ -28,7 +28,8 @@ from sklearn.utils.validation import check_is_fitted
 from sklearn_ltm._checks import warn_if_trivial_gallery
 from sklearn_ltm._inputs import as_values
 from sklearn_ltm._utils import as_str_list, infer_groups
-from sklearn_ltm.metrics import (
+from sklearn_ltm.rerank import _check_positive_int, _check_sinkhorn_options, transductive_log_plan
+from sklearn_ltm.retrieval_metrics import (
     _check_embeddings,
     _check_k,
     _check_ks,
@@ -40,7 +41,6 @@ from sklearn_ltm.metrics import (
     recall_at_k,
     retrieval_metrics,
 )
-from sklearn_ltm.rerank import _check_positive_int, _check_sinkhorn_options, transductive_log_plan
 
 __all__ = [
     "evaluate",
@@ -132,15 +132,16 @@ def _embed(retriever, clips, captions, batch_size):
     return audio, text
 
 
-def _check_options(transductive=False, epsilon=0.05, n_iter=1000, tol=1e-6, chunk_size=1024,
+def _check_options(transductive=False, epsilon=0.05, max_iter=1000, tol=1e-6, chunk_size=1024,
                    batch_size=None) -> dict:
     """Validate the evaluation options before any work; return them as a dict."""
     if not isinstance(transductive, (bool, np.bool_)):
         raise TypeError(f"transductive={transductive!r} must be True or False.")
-    epsilon, n_iter, tol, chunk_size = _check_sinkhorn_options(epsilon, n_iter, tol, chunk_size)
+    max_iter = _check_positive_int(max_iter, "max_iter")
+    epsilon, max_iter, tol, chunk_size = _check_sinkhorn_options(epsilon, max_iter, tol, chunk_size)
     if batch_size is not None:
         batch_size = _check_positive_int(batch_size, "batch_size")
-    return dict(transductive=bool(transductive), epsilon=epsilon, n_iter=n_iter, tol=tol,
+    return dict(transductive=bool(transductive), epsilon=epsilon, max_iter=max_iter, tol=tol,
                 chunk_size=chunk_size, batch_size=batch_size)
 
 
@@ -148,7 +149,7 @@ def _text_to_audio_similarity(text, audio, options):
     """(n_captions, n_clips) scores, greater is better: minus squared distance or the log-plan."""
     if options["transductive"]:
         return transductive_log_plan(text, audio, epsilon=options["epsilon"],
-                                     n_iter=options["n_iter"], tol=options["tol"],
+                                     n_iter=options["max_iter"], tol=options["tol"],
                                      chunk_size=options["chunk_size"])
     text, audio = text.astype(np.float64, copy=False), audio.astype(np.float64, copy=False)
     return negative_squared_distances(text, audio)
@@ -165,7 +166,7 @@ def _scores(retriever, X, y, groups, options):
 
 
 def evaluate(retriever, X, y, *, groups=None, ks=(1, 5, 10), map_k=10, transductive=False,
-             epsilon=0.05, n_iter=1000, tol=1e-6, chunk_size=1024, batch_size=None
+             epsilon=0.05, max_iter=1000, tol=1e-6, chunk_size=1024, batch_size=None
              ) -> dict[str, float]:
     """Every retrieval metric in both directions, and the modality gap, in one dict.
 
@@ -192,7 +193,7 @@ def evaluate(retriever, X, y, *, groups=None, ks=(1, 5, 10), map_k=10, transduct
         instead of by minus the squared distance. One plan serves both directions.
     epsilon : float, default=0.05
         Entropic regularisation of the transductive plan (cost normalised to ``[0, 1]``).
-    n_iter : int, default=1000
+    max_iter : int, default=1000
         Maximum Sinkhorn iterations of the transductive plan.
     tol : float, default=1e-6
         Marginal error at which the Sinkhorn iterations stop.
@@ -208,14 +209,14 @@ def evaluate(retriever, X, y, *, groups=None, ks=(1, 5, 10), map_k=10, transduct
         For each direction ``t2a`` and ``a2t``: ``"{dir}_R@{k}"`` for ``k`` in ``ks``,
         ``"{dir}_mAP@{map_k}"``, ``"{dir}_median_rank"``, ``"{dir}_mean_rank"``; then
         ``"modality_gap_centroid_distance"`` and ``"modality_gap_mean_direction_cosine"``
-        (:func:`sklearn_ltm.metrics.modality_gap` over the pairs: a clip counts once per
+        (:func:`sklearn_ltm.retrieval_metrics.modality_gap` over the pairs: a clip counts once per
         caption, so perfectly matched embeddings have no gap).
         Recalls and mAP are fractions in ``[0, 1]``; ranks are 1-based. Ties are broken
         pessimistically.
 
     See Also
     --------
-    sklearn_ltm.metrics.retrieval_metrics : the metrics of one direction from a score matrix.
+    sklearn_ltm.retrieval_metrics.retrieval_metrics : the metrics of one direction from a score matrix.
     make_retrieval_scorer : one metric as a scorer for ``GridSearchCV``.
 
     Examples
@@ -234,7 +235,7 @@ def evaluate(retriever, X, y, *, groups=None, ks=(1, 5, 10), map_k=10, transduct
     """
     ks = _check_ks(ks)
     _check_k(map_k, "map_k")
-    options = _check_options(transductive, epsilon, n_iter, tol, chunk_size, batch_size)
+    options = _check_options(transductive, epsilon, max_iter, tol, chunk_size, batch_size)
     sim, relevant, audio, text, clip_of_caption = _scores(retriever, X, y, groups, options)
     out = {}
     for direction, s, r in (("t2a", sim, relevant), ("a2t", sim.T, relevant.T)):
@@ -341,7 +342,7 @@ class _RetrievalScorer:
 
 
 def make_retrieval_scorer(metric="R@1", direction="t2a", *, transductive=False, epsilon=0.05,
-                          n_iter=1000, tol=1e-6, chunk_size=1024, batch_size=None):
+                          max_iter=1000, tol=1e-6, chunk_size=1024, batch_size=None):
     """One retrieval metric as a scorer for ``GridSearchCV(scoring=...)`` and ``cross_validate``.
 
     The scorer is called as ``scorer(estimator, X, y)`` on held-out pairs, infers the clips
@@ -354,7 +355,7 @@ def make_retrieval_scorer(metric="R@1", direction="t2a", *, transductive=False, 
         negated so that greater is better).
     direction : {"t2a", "a2t"}, default="t2a"
         Text-to-audio (captions query clips) or audio-to-text.
-    transductive, epsilon, n_iter, tol, chunk_size, batch_size
+    transductive, epsilon, max_iter, tol, chunk_size, batch_size
         As in :func:`evaluate`.
 
     Returns
@@ -383,14 +384,14 @@ def make_retrieval_scorer(metric="R@1", direction="t2a", *, transductive=False, 
     1.0
     """
     pairs = [(_check_direction(direction), _check_metric(metric))]
-    options = dict(transductive=transductive, epsilon=epsilon, n_iter=n_iter, tol=tol,
+    options = dict(transductive=transductive, epsilon=epsilon, max_iter=max_iter, tol=tol,
                    chunk_size=chunk_size, batch_size=batch_size)
     return _RetrievalScorer(pairs, True, options)
 
 
 def make_multi_retrieval_scorer(metrics=("R@1", "R@5", "R@10", "mAP@10"),
                                 directions=("t2a", "a2t"), *, transductive=False, epsilon=0.05,
-                                n_iter=1000, tol=1e-6, chunk_size=1024, batch_size=None):
+                                max_iter=1000, tol=1e-6, chunk_size=1024, batch_size=None):
     """Several retrieval metrics from one embedding pass, for multi-metric model selection.
 
     Use as ``GridSearchCV(scoring=scorer, refit="t2a_R@1")``: scikit-learn accepts a callable
@@ -402,7 +403,7 @@ def make_multi_retrieval_scorer(metrics=("R@1", "R@5", "R@10", "mAP@10"),
         Metric names as in :func:`make_retrieval_scorer`.
     directions : sequence of {"t2a", "a2t"}, default=("t2a", "a2t")
         Directions; every metric is computed in every direction.
-    transductive, epsilon, n_iter, tol, chunk_size, batch_size
+    transductive, epsilon, max_iter, tol, chunk_size, batch_size
         As in :func:`evaluate`.
 
     Returns
@@ -427,7 +428,7 @@ def make_multi_retrieval_scorer(metrics=("R@1", "R@5", "R@10", "mAP@10"),
     pairs = [(_check_direction(d), _check_metric(m)) for d in directions for m in metrics]
     if not pairs:
         raise ValueError("metrics and directions must not be empty.")
-    options = dict(transductive=transductive, epsilon=epsilon, n_iter=n_iter, tol=tol,
+    options = dict(transductive=transductive, epsilon=epsilon, max_iter=max_iter, tol=tol,
                    chunk_size=chunk_size, batch_size=batch_size)
     return _RetrievalScorer(pairs, False, options)
 

@@ -9,21 +9,19 @@ order of events in time), :class:`PretrainedTextFeatures` and
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._inputs import check_audio, check_text
+from ._validation import check_value, positive_int
 
 __all__ = ["LogMelSegmentFeatures", "PretrainedTextFeatures", "PretrainedAudioFeatures"]
 
 
-def _check_int(value, name, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name}={value!r} is not accepted; give an integer >= {low}.")
+def _check_int(value, name, low, caller):
+    check_value(value, name, [positive_int(low)], caller)
 
 
 class LogMelSegmentFeatures(TransformerMixin, BaseEstimator):
@@ -77,11 +75,11 @@ class LogMelSegmentFeatures(TransformerMixin, BaseEstimator):
         self.standardize = standardize
 
     def _validate(self):
-        _check_int(self.sample_rate, "sample_rate", 1000)
-        _check_int(self.n_mels, "n_mels", 1)
-        _check_int(self.n_segments, "n_segments", 1)
-        _check_int(self.n_fft, "n_fft", 16)
-        _check_int(self.hop_length, "hop_length", 1)
+        _check_int(self.sample_rate, "sample_rate", 1000, type(self).__name__)
+        _check_int(self.n_mels, "n_mels", 1, type(self).__name__)
+        _check_int(self.n_segments, "n_segments", 1, type(self).__name__)
+        _check_int(self.n_fft, "n_fft", 16, type(self).__name__)
+        _check_int(self.hop_length, "hop_length", 1, type(self).__name__)
 
     def _raw(self, X) -> np.ndarray:
         from .encoders.frontend import LogMelFrontEnd
@@ -210,7 +208,7 @@ class PretrainedTextFeatures(TransformerMixin, BaseEstimator):
         if self.model == "scratch":
             raise ValueError("model='scratch' needs training; give a pretrained model name "
                              "or folder.")
-        _check_int(self.batch_size, "batch_size", 1)
+        _check_int(self.batch_size, "batch_size", 1, type(self).__name__)
         check_text(X, "module")
         from .encoders import build_text_encoder
 
@@ -285,7 +283,7 @@ class PretrainedAudioFeatures(TransformerMixin, BaseEstimator):
         -------
         self
         """
-        _check_int(self.batch_size, "batch_size", 1)
+        _check_int(self.batch_size, "batch_size", 1, type(self).__name__)
         from .encoders import build_audio_encoder
 
         self.encoder_ = build_audio_encoder(self.encoder, weights=self.weights,

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .encoders.heads import ProjectionHead
-from .metric import make_metric
+from .ground_metrics import make_metric
 
 __all__ = ["RetrievalModel"]
 
@@ -31,8 +31,10 @@ class RetrievalModel(nn.Module):
         Output sizes of the encoders (or of the features).
     embedding_dim : int
         Size of the shared space.
-    metric : str
-        Ground metric name, see :func:`sklearn_ltm.metric.make_metric`.
+    metric : str or callable
+        Ground metric name (see :func:`sklearn_ltm.ground_metrics.make_metric`), or a
+        callable ``metric(embedding_dim) -> torch.nn.Module`` (a metric component's
+        ``build``), called after the heads are made.
     hidden_dim : int or None
         Hidden size of the projection heads (``None``: ``2 * embedding_dim``).
     dropout : float
@@ -51,7 +53,7 @@ class RetrievalModel(nn.Module):
     """
 
     def __init__(self, audio_encoder, text_encoder, audio_dim: int, text_dim: int, *,
-                 embedding_dim: int, metric: str, hidden_dim=None, dropout: float = 0.0,
+                 embedding_dim: int, metric, hidden_dim=None, dropout: float = 0.0,
                  metric_rank=None):
         super().__init__()
         self.audio_encoder = audio_encoder if audio_encoder is not None else nn.Identity()
@@ -60,8 +62,11 @@ class RetrievalModel(nn.Module):
                                          dropout=dropout)
         self.text_head = ProjectionHead(text_dim, embedding_dim, hidden_dim=hidden_dim,
                                         dropout=dropout)
-        self.metric = make_metric(metric, embedding_dim,
-                                  **({"rank": metric_rank} if metric_rank is not None else {}))
+        if callable(metric):
+            self.metric = metric(embedding_dim)
+        else:
+            self.metric = make_metric(metric, embedding_dim,
+                                      **({"rank": metric_rank} if metric_rank is not None else {}))
 
     def encode_audio(self, audio, lengths=None) -> torch.Tensor:
         """Encoder output for a batch of raw audio (identity in feature mode)."""

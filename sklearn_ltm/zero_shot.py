@@ -7,15 +7,14 @@ embedded by the retriever, and a clip is given the class whose caption embedding
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from sklearn_ltm.metrics import _check_embeddings, negative_squared_distances
-from sklearn_ltm.rerank import _check_sinkhorn_options, transductive_log_plan
+from sklearn_ltm._validation import Integral, Interval, Real, check_params
+from sklearn_ltm.rerank import transductive_log_plan
+from sklearn_ltm.retrieval_metrics import _check_embeddings, negative_squared_distances
 
 __all__ = ["ZeroShotAudioClassifier"]
 
@@ -84,7 +83,7 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
         1. Needs a batch with several clips per class to be meaningful.
     epsilon : float, default=0.05
         Entropic regularisation of the balanced plan.
-    n_iter : int, default=1000
+    max_iter : int, default=1000
         Maximum Sinkhorn iterations of the balanced plan.
     underscores_as_spaces : bool, default=True
         Write ``"chirping_birds"`` as ``"chirping birds"`` in the captions (ESC-50 names).
@@ -119,14 +118,22 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
     (['dog', 'rain', 'dog'], 0.666...)
     """
 
+    _parameter_constraints = {
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "balanced": ["boolean"],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "underscores_as_spaces": ["boolean"],
+    }
+
     def __init__(self, retriever, template="This is a sound of {}.", *, temperature=0.1,
-                 balanced=False, epsilon=0.05, n_iter=1000, underscores_as_spaces=True):
+                 balanced=False, epsilon=0.05, max_iter=1000, underscores_as_spaces=True):
         self.retriever = retriever
         self.template = template
         self.temperature = temperature
         self.balanced = balanced
         self.epsilon = epsilon
-        self.n_iter = n_iter
+        self.max_iter = max_iter
         self.underscores_as_spaces = underscores_as_spaces
 
     def _check_params(self) -> list[str]:
@@ -137,16 +144,8 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
                     "provide transform(X) and embed_text(y) (e.g. a fitted LTMRetriever)."
                 )
         templates = _check_templates(self.template)
-        t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not (0 < t < np.inf):
-            raise ValueError(f"temperature={t!r} must be a finite float > 0.")
-        if not isinstance(self.balanced, (bool, np.bool_)):
-            raise TypeError(f"balanced={self.balanced!r} must be True or False.")
-        if not isinstance(self.underscores_as_spaces, (bool, np.bool_)):
-            raise TypeError(
-                f"underscores_as_spaces={self.underscores_as_spaces!r} must be True or False."
-            )
-        _check_sinkhorn_options(self.epsilon, self.n_iter, 0.0, 1)
+        check_params(self.get_params(deep=False), self._parameter_constraints,
+                     type(self).__name__)
         return templates
 
     def fit(self, X, y):
@@ -227,7 +226,7 @@ class ZeroShotAudioClassifier(ClassifierMixin, BaseEstimator):
         audio = self._audio_embeddings(X)
         if self.balanced:
             return transductive_log_plan(audio, self.class_embeddings_, epsilon=self.epsilon,
-                                         n_iter=self.n_iter)
+                                         n_iter=self.max_iter)
         return self._decision(audio) / self.temperature
 
     def predict_proba(self, X) -> np.ndarray:

@@ -31,6 +31,7 @@ from sklearn_ltm._checks import check_writable_path, load_checkpoint_safely
 from sklearn_ltm._utils import atomic_write
 from sklearn_ltm.cli import main, read_pairs_csv
 from sklearn_ltm.encoders import AudioFileError, check_audio_files, load_audio
+from sklearn_ltm.training import Checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(embedding_dim=8, batch_size=8, max_epochs=2, learning_rate=1e-2,
@@ -70,11 +71,11 @@ def env(tmp_path_factory):
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(12, 6)), rng.normal(size=(12, 5))
     e = SimpleNamespace(root=root, X=X, Y=Y, captions=[f"caption number {i}" for i in range(12)])
-    model = LTMRetriever(**FAST, checkpoint_path=str(root / "run.ckpt")).fit(X, Y)
+    model = LTMRetriever(**FAST, callbacks=[Checkpoint(str(root / "run.ckpt"))]).fit(X, Y)
     e.model, e.model_file, e.ckpt = model, root / "model.pt", root / "run.ckpt"
     model.save(e.model_file)
     LTMRetriever(**{**FAST, "embedding_dim": 4},
-                 checkpoint_path=str(root / "other.ckpt")).fit(X, Y)
+                 callbacks=[Checkpoint(str(root / "other.ckpt"))]).fit(X, Y)
     e.other_ckpt = root / "other.ckpt"
     e.sentinel = root / "PWNED"
     e.malicious = root / "malicious.pt"
@@ -99,7 +100,7 @@ def env(tmp_path_factory):
                                                            torch.zeros(3, 3)),
         "unknown_param": lambda p: p["params"].__setitem__("bogus_option", 1),
         "batch_size0": lambda p: p["params"].__setitem__("batch_size", 0),
-        "bad_dims": lambda p: p.__setitem__("dims", {"audio_dim": -1, "text_dim": 5}),
+        "bad_dims": lambda p: p["architecture"].update(audio_dim=-1),
         "nan_weights": lambda p: p["state_dict"]["audio_head.fc1.weight"].fill_(float("nan")),
         "params_str": lambda p: p.__setitem__("params", "lots"),
         "kind_video": lambda p: p.__setitem__("audio_input_kind", "video"),
@@ -158,7 +159,9 @@ def _same(before, value) -> bool:
 
 def _fit(X, y, groups=None, resume_from=None, **params):
     kwargs = {} if resume_from is None else {"resume_from": resume_from}
-    return lambda: LTMRetriever(**{**FAST, **params}).fit(X, y, groups, **kwargs)
+    nested = {k: params.pop(k) for k in list(params) if "__" in k}  # component settings
+    return lambda: LTMRetriever(**{**FAST, **params}).set_params(**nested).fit(
+        X, y, groups=groups, **kwargs)
 
 
 # ---------------------------------------------------------------------- the API catalogue
@@ -289,34 +292,44 @@ API_CASES = {
                             lambda e: (_fit(e.X, e.Y, embedding_dim=10**9), [e.X, e.Y])),
     "hidden_dim 10**10": (ValueError, r"hidden_dim=10000000000",
                           lambda e: (_fit(e.X, e.Y, hidden_dim=10**10), [e.X, e.Y])),
-    "batch_size 0": (ValueError, r"batch_size=0 is outside",
+    "batch_size 0": (ValueError, r"'batch_size' parameter of LTMRetriever must be an int in "
+                                 r"the range \[2, inf\)\. Got 0",
                      lambda e: (_fit(e.X, e.Y, batch_size=0), [e.X])),
-    "epsilon NaN": (ValueError, r"epsilon=nan", lambda e: (_fit(e.X, e.Y, epsilon=float("nan")),
+    "epsilon NaN": (ValueError, r"'epsilon' parameter .* Got nan", lambda e: (_fit(e.X, e.Y, epsilon=float("nan")),
                                                            [e.X])),
-    "learning_rate negative": (ValueError, r"learning_rate=-1",
+    "learning_rate negative": (ValueError, r"'learning_rate' parameter .* Got -1",
                                lambda e: (_fit(e.X, e.Y, learning_rate=-1), [e.X])),
-    "validation_fraction 1": (ValueError, r"validation_fraction=1",
+    "validation_fraction 1": (ValueError, r"'validation_fraction' parameter .* Got 1",
                               lambda e: (_fit(e.X, e.Y, validation_fraction=1), [e.X])),
     "learning_rate beyond float32": (ValueError, r"learning_rate=1e\+39 is beyond the float32",
                                      lambda e: (_fit(e.X, e.Y, learning_rate=1e39), [e.X])),
-    "weight_decay beyond float32": (ValueError, r"weight_decay=1e\+300 is beyond the float32",
-                                    lambda e: (_fit(e.X, e.Y, weight_decay=1e300), [e.X])),
-    "random_state negative": (ValueError, r"random_state=-1 is not a valid seed",
+    "weight_decay beyond float32": (ValueError, r"optimizer__weight_decay=1e\+300 is beyond "
+                                                r"the float32",
+                                    lambda e: (_fit(e.X, e.Y, optimizer__weight_decay=1e300),
+                                               [e.X])),
+    "metric learning_rate beyond float32": (
+        ValueError, r"metric__learning_rate=1e\+39 is beyond the float32",
+        lambda e: (_fit(e.X, e.Y, metric__learning_rate=1e39), [e.X])),
+    "random_state negative": (ValueError, r"'random_state' parameter .* Got -1",
                               lambda e: (_fit(e.X, e.Y, random_state=-1), [e.X])),
-    "metric unknown": (ValueError, r"metric='manhattan'",
+    "metric unknown": (ValueError, r"'metric' parameter .* Got 'manhattan'",
                        lambda e: (_fit(e.X, e.Y, metric="manhattan"), [e.X])),
-    "on_bad_audio unknown": (ValueError, r"on_bad_audio='ignore'",
-                             lambda e: (_fit(e.X, e.Y, on_bad_audio="ignore"), [e.X])),
-    "checkpoint_path a directory": (
-        ValueError, r"checkpoint_path='.*a_folder' is a directory",
-        lambda e: (_fit(e.X, e.Y, checkpoint_path=str(e.folder)), [e.X, e.folder])),
-    "checkpoint_path under a file": (
-        ValueError, r"checkpoint_path='.*a_file.txt/run.ckpt' cannot be written: .* is a file",
-        lambda e: (_fit(e.X, e.Y, checkpoint_path=str(e.a_file / "run.ckpt")), [e.a_file])),
-    "checkpoint_path empty": (ValueError, r"checkpoint_path='' is empty",
-                              lambda e: (_fit(e.X, e.Y, checkpoint_path=""), [e.X])),
-    "checkpoint_path a number": (TypeError, r"checkpoint_path=42 is not a path",
-                                 lambda e: (_fit(e.X, e.Y, checkpoint_path=42), [e.X])),
+    "on_bad_file unknown": (ValueError, r"'on_bad_file' parameter .* Got 'ignore'",
+                            lambda e: ((lambda X: (_fit(X, e.captions[:2], audio_encoder="cnn10",
+                                                        audio_encoder__on_bad_file="ignore"),
+                                                   [X]))([str(e.wavs[0]), str(e.wavs[1])]))),
+    "Checkpoint path a directory": (
+        ValueError, r"Checkpoint\(path\)='.*a_folder' is a directory",
+        lambda e: (_fit(e.X, e.Y, callbacks=[Checkpoint(str(e.folder))]), [e.X, e.folder])),
+    "Checkpoint path under a file": (
+        ValueError, r"Checkpoint\(path\)='.*a_file.txt/run.ckpt' cannot be written: .* is a "
+                    r"file",
+        lambda e: (_fit(e.X, e.Y, callbacks=[Checkpoint(str(e.a_file / "run.ckpt"))]),
+                   [e.a_file])),
+    "Checkpoint path empty": (ValueError, r"Checkpoint\(path\)='' is empty",
+                              lambda e: (_fit(e.X, e.Y, callbacks=[Checkpoint("")]), [e.X])),
+    "Checkpoint path a number": (TypeError, r"'path' parameter of Checkpoint .* Got 42",
+                                 lambda e: (_fit(e.X, e.Y, callbacks=[Checkpoint(42)]), [e.X])),
     # --- resume_from
     "resume missing": (ValueError, r"resume_from='.*nope.ckpt'.*does not exist",
                        lambda e: (_fit(e.X, e.Y, resume_from=e.root / "nope.ckpt"), [e.X])),
@@ -347,14 +360,14 @@ API_CASES = {
        for k, m in [("no_state", r"lacks the keys \['state_dict'\]"),
                     ("bad_shape", r"'audio_head.fc1.weight' has shape \(3, 3\)"),
                     ("unknown_param", r"unknown parameter\(s\) \['bogus_option'\]"),
-                    ("batch_size0", r"batch_size=0"),
-                    ("bad_dims", r"'audio_dim': -1"),
+                    ("batch_size0", r"bad parameter: The 'batch_size' parameter .* Got 0"),
+                    ("bad_dims", r"'architecture' has dimensions \{'audio_dim': -1"),
                     ("nan_weights", r"state_dict\['audio_head.fc1.weight'\] holds NaN"),
                     ("params_str", r"'params' is str"),
                     ("kind_video", r"audio_input_kind='video'"),
                     ("history_str", r"'history' is str"),
                     ("weight_int", r"state_dict\['audio_head.fc1.bias'\] is int"),
-                    ("epsilon_neg", r"epsilon=-0.5"),
+                    ("epsilon_neg", r"bad parameter: The 'epsilon' parameter .* Got -0.5"),
                     ("n_features_neg", r"n_features_in=-3")]},
     "load truncated": (ValueError, r"truncated.pt' is not a sklearn-ltm model file",
                        lambda e: (lambda: LTMRetriever.load(e.truncated_model),
@@ -453,7 +466,7 @@ def _train(e, *extra, csv=None, output=None):
     return ["train", "--dataset", "csv", "--csv", str(csv or e.csv),
             "--output", str(output or e.root / "cli-out" / "m.pt"), "--audio-encoder", "cnn10",
             "--embedding-dim", "8", "--batch-size", "4", "--max-epochs", "1",
-            "--validation-fraction", "0", "--max-audio-seconds", "0.25", "--quiet", *extra]
+            "--validation-fraction", "0", "--audio-encoder-max-seconds", "0.25", "--quiet", *extra]
 
 
 def _csv(e, name, content, encoding="utf-8"):
@@ -479,9 +492,9 @@ CLI_CASES = {
     "train --output under a file": (r"--output='.*a_file.txt/m.pt' cannot be written",
                                     lambda e: (_train(e, output=e.a_file / "m.pt"),
                                                [e.csv, e.a_file])),
-    "train --checkpoint-path a directory": (
-        r"checkpoint_path='.*a_folder' is a directory",
-        lambda e: (_train(e, "--checkpoint-path", str(e.folder)), [e.csv])),
+    "train --checkpoint a directory": (
+        r"Checkpoint\(path\)='.*a_folder' is a directory",
+        lambda e: (_train(e, "--checkpoint", str(e.folder)), [e.csv])),
     # train --resume
     "train --resume truncated": (r"truncated.ckpt'.*cannot be read",
                                  lambda e: (_train(e, "--resume", str(e.truncated_ckpt)),
@@ -546,22 +559,23 @@ CLI_CASES = {
                                                  "csv", "--csv", str(e.csv)], [e.empty])),
     "train csv missing file": (r"CSV file .*absent.csv does not exist",
                                lambda e: (_train(e, csv=e.root / "absent.csv"), [])),
-    "train --epsilon -1": (r"epsilon=-1.0 is outside",
+    "train --epsilon -1": (r"'epsilon' parameter of LTMRetriever .* Got -1.0",
                            lambda e: (_train(e, "--epsilon", "-1"), [e.csv])),
-    "train --batch-size 0": (r"batch_size=0 is outside",
+    "train --batch-size 0": (r"'batch_size' parameter of LTMRetriever .* Got 0",
                              lambda e: (_train(e, "--batch-size", "0"), [e.csv])),
     "train --embedding-dim 10**9": (r"embedding_dim=1000000000 with .* needs about",
                                     lambda e: (_train(e, "--embedding-dim", "1000000000"),
                                                [e.csv])),
-    "train --max-epochs 0": (r"max_epochs=0 is outside",
+    "train --max-epochs 0": (r"'max_epochs' parameter of LTMRetriever .* Got 0",
                              lambda e: (_train(e, "--max-epochs", "0"), [e.csv])),
-    "train --metric manhattan": (r"metric='manhattan' is not accepted",
+    "train --metric manhattan": (r"'metric' parameter of LTMRetriever .* Got 'manhattan'",
                                  lambda e: (_train(e, "--metric", "manhattan"), [e.csv])),
-    "train --loss hinge": (r"loss='hinge' is not accepted",
+    "train --loss hinge": (r"'loss' parameter of LTMRetriever .* Got 'hinge'",
                            lambda e: (_train(e, "--loss", "hinge"), [e.csv])),
     "train --device tpu": (r"device='tpu'", lambda e: (_train(e, "--device", "tpu"), [e.csv])),
-    "train --on-bad-audio maybe": (r"on_bad_audio='maybe'",
-                                   lambda e: (_train(e, "--on-bad-audio", "maybe"), [e.csv])),
+    "train --audio-encoder-on-bad-file maybe": (
+        r"'on_bad_file' parameter .* Got 'maybe'",
+        lambda e: (_train(e, "--audio-encoder-on-bad-file", "maybe"), [e.csv])),
     "train --root not a folder": (r"--root .*a_file.txt is not a folder",
                                   lambda e: (["train", "--dataset", "clotho", "--root",
                                               str(e.a_file), "--output",
@@ -570,22 +584,22 @@ CLI_CASES = {
     **{f"evaluate tampered: {k}": (rf"tampered_{k}.pt' is not a valid sklearn-ltm model "
                                    rf"file: .*{m}", _evaluate_tampered(k))
        for k, m in [("no_state", "lacks the keys"), ("bad_shape", "has shape"),
-                    ("unknown_param", "bogus_option"), ("batch_size0", "batch_size=0"),
+                    ("unknown_param", "bogus_option"), ("batch_size0", "'batch_size' parameter .* Got 0"),
                     ("nan_weights", "holds NaN")]},
     "evaluate tampered audio_config": (
-        r"tampered_acfg.pt' is not a valid sklearn-ltm model file: audio_config is refused by "
+        r"tampered_acfg.pt' is not a valid sklearn-ltm model file: 'architecture' is refused by "
         r"the encoder: .*'bogus'",
         lambda e: ((lambda f: (["evaluate", "--model", str(f), "--dataset", "csv", "--csv",
                                 str(e.csv)], [f]))(
             _tampered(e.path_model, e.root / "tampered_acfg.pt",
-                      lambda p: p["audio_config"].__setitem__("bogus", 1))))),
+                      lambda p: p["architecture"]["audio_config"].__setitem__("bogus", 1))))),
     "zero-shot tampered text_config": (
-        r"tampered_tcfg.pt' is not a valid sklearn-ltm model file: text_config is refused by "
-        r"the encoder: .*max_length=-5",
+        r"tampered_tcfg.pt' is not a valid sklearn-ltm model file: 'architecture' is refused by "
+        r"the encoder: .*max_length",
         lambda e: ((lambda f: (["zero-shot", "--model", str(f), "--labels", "a,b",
                                 str(e.wavs[0])], [f]))(
             _tampered(e.path_model, e.root / "tampered_tcfg.pt",
-                      lambda p: p["text_config"].__setitem__("max_length", -5))))),
+                      lambda p: p["architecture"]["text_config"].__setitem__("max_length", -5))))),
     "evaluate truncated model": (r"truncated.pt' is not a sklearn-ltm model file",
                                  lambda e: (["evaluate", "--model", str(e.truncated_model),
                                              "--dataset", "csv", "--csv", str(e.csv)],

@@ -1,6 +1,8 @@
 """Smoke tests of the benchmark scripts: tiny runs end to end, JSON content in range."""
 
+import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -14,6 +16,7 @@ sys.path.insert(0, str(BENCH))
 import _common  # noqa: E402
 import bench_fit  # noqa: E402
 import bench_gpu  # noqa: E402
+import bench_large_batch  # noqa: E402
 import bench_noise  # noqa: E402
 import reproduce_esc50  # noqa: E402
 
@@ -160,3 +163,56 @@ def test_reproduce_esc50_quick_config_is_smaller():
     assert full["mass_fractions"] == [0.95, 0.9, 0.8] and full["zero_shot_splits"] == 5
     assert quick["n_folds"] < full["n_folds"] and len(quick["noise_ratios"]) < 7
     assert reproduce_esc50.main(["--data", "/nonexistent/esc50"]) == 2
+
+
+GIB = 2**30
+
+
+@pytest.mark.parametrize("micro", [None, 4])
+def test_measure_runs_one_step_and_reports_memory(micro):
+    with torch.random.fork_rng(devices=[]):
+        row = bench_large_batch.measure(10, micro, 0.1, "cpu")
+    assert row["batch"] == 10 and row["micro_batch"] == micro
+    assert row["peak_bytes"] >= row["before_step_bytes"] > 0
+    assert math.isfinite(row["loss"]) and row["step_seconds"] > 0
+
+
+def test_fresh_process_measurement(tmp_path):
+    args = argparse.Namespace(device="cpu", clip_seconds=0.1, threads=1, timeout=120.0)
+    row = bench_large_batch._run_fresh(8, 4, args)
+    assert row["batch"] == 8 and row["micro_batch"] == 4 and row["peak_bytes"] > 0
+
+
+def test_one_pass_runs_only_where_its_predicted_peak_fits(monkeypatch, tmp_path):
+    # Fake configurations: 1 GiB base, a quadratic transport term, 1 MiB per row beyond one
+    # micro-batch for one pass.
+    def fake(batch, micro, args):
+        two = GIB + batch * batch * 8
+        peak = two if micro is not None else two + 2**20 * (batch - 128)
+        return {"batch": batch, "micro_batch": micro, "peak_bytes": peak,
+                "before_step_bytes": GIB // 2, "step_seconds": 1.0, "loss": 1.0}
+
+    monkeypatch.setattr(bench_large_batch, "_run_fresh", fake)
+    args = argparse.Namespace(batch_sizes=[4096, 256, 1024], micro_batch=128, budget_gib=3.0)
+    rows = bench_large_batch.run(args, log=lambda *_: None)
+    shown = [(r["batch"], r["mode"], r.get("not_run", False)) for r in rows]
+    assert shown == [(256, "two-pass", False), (256, "one pass", False),
+                     (1024, "two-pass", False), (1024, "one pass", False),
+                     (4096, "two-pass", False), (4096, "one pass", True)]
+    expected = GIB + 4096**2 * 8 + 2**20 * (4096 - 128)
+    assert rows[-1]["predicted_peak_bytes"] == pytest.approx(expected, rel=1e-9)
+    payload = {"config": {"device": "cpu", "budget_gib": 3.0, "clip_seconds": 0.5,
+                          "threads": 1},
+               "provenance": {"command": "x", "date": "d", "torch": "t", "machine": "m"},
+               "results": rows}
+    markdown = bench_large_batch.render(payload)
+    assert "| 4096 | one pass | - | not run: predicted 5.00 GiB > budget 3.0 GiB |" in markdown
+    assert "| 1024 | one pass | 1024 | 1.88 | 1.38 | 1.0 |" in markdown
+
+
+def test_bench_gpu_distributed_without_cuda_exits_cleanly(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert bench_gpu.main(["--distributed"]) == 0
+    assert "CUDA is not available" in capsys.readouterr().out
+    assert bench_large_batch.main(["--device", "cuda"]) == 0
+    assert "nothing was measured" in capsys.readouterr().out

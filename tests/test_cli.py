@@ -39,7 +39,7 @@ def model_file(corpus, tmp_path_factory):
     code = main(["train", "--dataset", "csv", "--csv", str(csv), "--output", str(out),
                  "--audio-encoder", "cnn10", "--embedding-dim", "8", "--batch-size", "4",
                  "--max-epochs", "2", "--validation-fraction", "0", "--random-state", "0",
-                 "--max-audio-seconds", "1.0", "--quiet"])
+                 "--audio-encoder-max-seconds", "1.0", "--quiet"])
     assert code == 0
     return out
 
@@ -59,11 +59,22 @@ def test_train_exposes_every_estimator_parameter():
     parser = build_parser()
     args = parser.parse_args(["train", "--dataset", "csv", "--output", "m.pt",
                               "--epsilon", "0.1", "--no-early-stopping",
-                              "--hidden-dim", "32", "--mass-fraction", "0.8"])
-    for name in LTMRetriever().get_params():
-        assert hasattr(args, name), name
+                              "--hidden-dim", "32", "--mass-fraction", "0.8",
+                              "--loss", "contrastive", "--loss-temperature", "0.1",
+                              "--audio-encoder-weights", "w.pth", "--metric-rank", "4",
+                              "--no-audio-encoder-freeze"])
+    # every parameter, nested ones included; callbacks are --checkpoint / --checkpoint-every
+    for name in LTMRetriever().get_params(deep=True):
+        assert name == "callbacks" or hasattr(args, name), name
+    for name in LTMRetriever(loss="contrastive", text_encoder="scratch",
+                             audio_encoder="aisfx").get_params(deep=True):
+        assert name == "callbacks" or hasattr(args, name), name
     assert args.epsilon == 0.1 and args.early_stopping is False
     assert args.hidden_dim == 32 and args.mass_fraction == 0.8
+    assert args.loss == "contrastive" and args.loss__temperature == 0.1
+    assert args.audio_encoder__weights == "w.pth" and args.metric__rank == 4
+    assert args.audio_encoder__freeze is False
+    assert args.loss__margin is None  # nested options are set only when given
 
 
 def test_train_writes_model_and_checkpoint(model_file):
@@ -81,7 +92,7 @@ def test_train_resumes_from_checkpoint(corpus, model_file, tmp_path, capsys):
     code = main(["train", "--dataset", "csv", "--csv", str(csv), "--output", str(out),
                  "--audio-encoder", "cnn10", "--embedding-dim", "8", "--batch-size", "4",
                  "--max-epochs", "3", "--validation-fraction", "0", "--random-state", "0",
-                 "--max-audio-seconds", "1.0", "--quiet",
+                 "--audio-encoder-max-seconds", "1.0", "--quiet",
                  "--resume", str(model_file.with_suffix(".ckpt"))])
     assert code == 0
     assert "trained 3 epochs" in capsys.readouterr().out
@@ -157,7 +168,7 @@ def test_bad_option_value_is_rejected_before_training(corpus, tmp_path, capsys):
     code = main(["train", "--dataset", "csv", "--csv", str(csv), "--output",
                  str(tmp_path / "m.pt"), "--epsilon", "-1", "--quiet"])
     assert code == 2
-    assert "epsilon=-1" in capsys.readouterr().err
+    assert "The 'epsilon' parameter of LTMRetriever must be" in capsys.readouterr().err
     assert not (tmp_path / "m.pt").exists()
 
 
@@ -170,3 +181,22 @@ def test_model_from_another_format_version(model_file, tmp_path, capsys):
     torch.save(payload, bad)
     assert main(["zero-shot", "--model", str(bad), "--labels", "a,b", "x.wav"]) == 2
     assert "format 999" in capsys.readouterr().err
+
+
+def test_unwritable_output_is_refused_before_reading_data(corpus, tmp_path, capsys):
+    _, csv, _ = corpus
+    code = main(["train", "--dataset", "csv", "--csv", str(tmp_path / "absent.csv"),
+                 "--output", str(tmp_path / "no-such-folder" / "m.pt"), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    # the output is checked first: the missing CSV is not even reached
+    assert "--output" in err and "no-such-folder" in err and "absent.csv" not in err
+
+
+def test_unknown_component_option_for_the_chosen_component(corpus, tmp_path, capsys):
+    _, csv, _ = corpus
+    code = main(["train", "--dataset", "csv", "--csv", str(csv), "--output",
+                 str(tmp_path / "m.pt"), "--loss-temperature", "0.1", "--quiet"])
+    assert code == 2  # m-LTM has no temperature: said before training
+    assert "Invalid parameter 'temperature' for estimator MLTM" in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()

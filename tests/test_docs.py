@@ -23,7 +23,7 @@ DOCS = REPO / "docs"
 API = DOCS / "api.rst"
 
 # Modules whose names are implementation details of the estimator, not API.
-INTERNAL_MODULES = {"training"}
+INTERNAL_MODULES: set[str] = set()
 
 
 def _load_extension(name):

@@ -22,7 +22,7 @@ from sklearn_ltm.evaluation import (
     make_retrieval_scorer,
     text_to_audio_score,
 )
-from sklearn_ltm.metrics import modality_gap, retrieval_metrics
+from sklearn_ltm.retrieval_metrics import modality_gap, retrieval_metrics
 
 
 class TableRetriever(BaseEstimator):
@@ -94,7 +94,7 @@ def _expected(X, y, groups, table, clips, transductive=False):
 def test_evaluate_matches_dense_reference(seed, transductive):
     X, y, groups, table, clips = _pairs(seed)
     retriever = TableRetriever(table).fit(X, y)
-    got = evaluate(retriever, X, y, transductive=transductive, n_iter=5000, tol=1e-12,
+    got = evaluate(retriever, X, y, transductive=transductive, max_iter=5000, tol=1e-12,
                    chunk_size=3)
     expected = _expected(X, y, groups, table, clips, transductive)
     assert list(got) == list(expected)
@@ -222,13 +222,13 @@ def test_scorers_drive_grid_search_and_pickle():
     search.fit(X, y, groups=groups)
     assert search.best_params_ == {"blur": 0.0}
     assert np.all(np.isfinite(search.cv_results_["mean_test_a2t_mAP@10"]))
-    multi = make_multi_retrieval_scorer(directions=("t2a",), n_iter=50)
+    multi = make_multi_retrieval_scorer(directions=("t2a",), max_iter=50)
     search = GridSearchCV(TableRetriever(table), {"blur": [0.9, 0.0]}, scoring=multi,
                           refit="t2a_R@5", cv=GroupKFold(2)).fit(X, y, groups=groups)
     assert search.best_params_ == {"blur": 0.0}
     restored = pickle.loads(pickle.dumps(multi))
     assert repr(restored) == repr(multi)
-    assert "n_iter=50" in repr(multi)
+    assert "max_iter=50" in repr(multi)
     retriever = TableRetriever(table).fit(X, y)
     assert restored(retriever, X, y) == multi(retriever, X, y)
 
@@ -296,7 +296,7 @@ def test_bad_input_raises_before_work(make, call, error, match):
         ({"metric": "R@0"}, "metric='R@0'"),
         ({"metric": "median_rank"}, "neg_median_rank"),
         ({"direction": "text"}, "direction='text'"),
-        ({"n_iter": 0}, "n_iter=0"),
+        ({"max_iter": 0}, "max_iter=0"),
     ],
 )
 def test_bad_scorer_arguments_raise_at_construction(kwargs, match):

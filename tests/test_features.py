@@ -62,7 +62,7 @@ def test_silence_and_files(tmp_path):
 
 
 def test_bad_parameters_and_inputs():
-    with pytest.raises(ValueError, match="n_segments=0"):
+    with pytest.raises(ValueError, match=r"'n_segments' parameter of LogMelSegmentFeatures must be an int in the range \[1, inf\)\. Got 0"):
         LogMelSegmentFeatures(n_segments=0).fit(np.zeros((1, 16000), np.float32))
     with pytest.raises(ValueError, match="fewer than n_segments=500"):
         LogMelSegmentFeatures(n_segments=500).fit(np.zeros((1, 1600), np.float32))

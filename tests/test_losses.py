@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from sklearn_ltm.ground_metrics import make_metric
 from sklearn_ltm.losses import (
     LOSS_NAMES,
     ContrastiveLoss,
@@ -17,7 +18,6 @@ from sklearn_ltm.losses import (
     mltm_loss,
     triplet_loss,
 )
-from sklearn_ltm.metric import make_metric
 
 
 def _batch_cost(size=8, seed=0, dtype=torch.float64):

@@ -11,6 +11,8 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from sklearn_ltm import LTMRetriever
+from sklearn_ltm.components import MLTM, Mahalanobis, ModuleAudio, ScratchText
+from sklearn_ltm.training import Checkpoint, EarlyStopping
 
 FAST = dict(embedding_dim=16, batch_size=32, max_epochs=15, learning_rate=3e-3,
             validation_fraction=0.0, random_state=0)
@@ -107,7 +109,8 @@ def test_noise_hurts_but_training_still_uses_clean_validation(data):
 def test_history_validation_and_early_stopping(data):
     audio, text, _ = data
     est = LTMRetriever(**{**FAST, "validation_fraction": 0.2, "max_epochs": 30,
-                          "patience": 2}).fit(audio[:160], text[:160])
+                          "early_stopping": EarlyStopping(patience=2)}).fit(audio[:160],
+                                                                           text[:160])
     assert {"epoch", "train_loss", "val_t2a_R@1", "val_t2a_mean_recall", "time"} <= set(
         est.history_[0])
     assert est.n_epochs_ == len(est.history_) <= 30
@@ -148,13 +151,14 @@ def test_retrieve_both_directions(fitted, data):
 
 
 @pytest.mark.parametrize("param, value, match", [
-    ("batch_size", 1, "batch_size=1"),
-    ("epsilon", 0.0, "epsilon=0.0"),
-    ("epsilon", -1, "epsilon=-1"),
-    ("mass_fraction", 0.0, "mass_fraction=0.0"),
-    ("mass_fraction", 1.5, "mass_fraction=1.5"),
-    ("noise_ratio", 1.0, "noise_ratio=1.0"),
-    ("noise_ratio", -0.1, "noise_ratio=-0.1"),
+    ("batch_size", 1, r"'batch_size' parameter of LTMRetriever must be an int in the range "
+                      r"\[2, inf\)\. Got 1 instead"),
+    ("epsilon", 0.0, r"'epsilon' parameter .* range \(0\.0, inf\)\. Got 0\.0 instead"),
+    ("epsilon", -1, r"'epsilon' parameter .*Got -1 instead"),
+    ("mass_fraction", 0.0, r"'mass_fraction' parameter .* range \(0\.0, 1\.0\]\. Got 0\.0"),
+    ("mass_fraction", 1.5, r"'mass_fraction' parameter .*Got 1\.5 instead"),
+    ("noise_ratio", 1.0, r"'noise_ratio' parameter .* range \[0\.0, 1\.0\)\. Got 1\.0"),
+    ("noise_ratio", -0.1, r"'noise_ratio' parameter .*Got -0\.1 instead"),
     ("metric", "manhattan", "mahalanobis"),
     ("loss", "hinge", "contrastive"),
     ("audio_encoder", "vggish", "cnn14"),
@@ -221,12 +225,13 @@ def test_clone_and_custom_module_not_trained_in_place():
     module = Tiny()
     before = {k: v.clone() for k, v in module.state_dict().items()}
     audio, text, _ = planted_pairs(n_clips=40, seed=2)
-    est = LTMRetriever(audio_encoder=module, **{**FAST, "max_epochs": 2,
-                                                "encoder_learning_rate": 1e-2})
+    est = LTMRetriever(audio_encoder=ModuleAudio(module, learning_rate=1e-2),
+                       **{**FAST, "max_epochs": 2})
     est.fit(audio, text)
     for k, v in module.state_dict().items():
         torch.testing.assert_close(v, before[k])
     assert est.model_.audio_encoder is not module
+    assert est.get_params()["audio_encoder__module"] is module
     assert est.audio_input_kind_ == "waveforms"
     c = clone(est)
     assert not hasattr(c, "model_")
@@ -282,7 +287,7 @@ def test_checkpoint_and_resume(tmp_path, data):
     full = LTMRetriever(**{**FAST, "max_epochs": 4, "early_stopping": False}).fit(
         audio[:100], text[:100])
     part = LTMRetriever(**{**FAST, "max_epochs": 2, "early_stopping": False},
-                        checkpoint_path=str(ckpt)).fit(audio[:100], text[:100])
+                        callbacks=[Checkpoint(str(ckpt))]).fit(audio[:100], text[:100])
     assert ckpt.is_file() and part.n_epochs_ == 2
     resumed = LTMRetriever(**{**FAST, "max_epochs": 4, "early_stopping": False}).fit(
         audio[:100], text[:100], resume_from=str(ckpt))
@@ -296,33 +301,36 @@ def test_scratch_text_encoder_trains_at_the_head_learning_rate_by_default():
     captions = [f"sound {g % 5} then sound {g % 3}" for g in groups]
 
     def moved(**kw):
-        est = LTMRetriever(**{**FAST, "max_epochs": 3}, text_encoder="scratch", **kw)
+        est = LTMRetriever(**{**FAST, "max_epochs": 3}, text_encoder=ScratchText(**kw))
         est.fit(audio, captions)
         enc = est.model_.text_encoder
         # the same seed builds the same initial encoder: rebuild it to compare
         init = LTMRetriever(**{**FAST, "max_epochs": 1, "learning_rate": 1e-12},
-                            text_encoder="scratch", encoder_learning_rate=0.0)
+                            text_encoder=ScratchText(learning_rate=0.0))
         init.fit(audio, captions)
         return sum(float((a - b).abs().sum()) for a, b in zip(
             enc.parameters(), init.model_.text_encoder.parameters()))
 
-    default, pretrained_rate = moved(), moved(encoder_learning_rate=1e-5)
+    default, pretrained_rate = moved(), moved(learning_rate=1e-5)
     assert default > 20 * pretrained_rate > 0
 
 
 def test_low_rank_mahalanobis_metric(data, tmp_path):
     audio, text, _ = data
-    est = LTMRetriever(**{**FAST, "max_epochs": 8}, metric_rank=4).fit(audio[:160], text[:160])
+    est = LTMRetriever(**{**FAST, "max_epochs": 8}, metric=Mahalanobis(rank=4)).fit(
+        audio[:160], text[:160])
     assert tuple(est.model_.metric.L.shape) == (4, 16)
     assert est.transform(audio[:3]).shape == (3, 4)  # mapped by L: rank-sized embeddings
     assert est.score(audio[160:], text[160:]) > 0.3
     est.save(tmp_path / "m.pt")
     np.testing.assert_array_equal(LTMRetriever.load(tmp_path / "m.pt").transform(audio[:3]),
                                   est.transform(audio[:3]))
-    with pytest.raises(ValueError, match="metric_rank=4 applies to metric='mahalanobis'"):
-        LTMRetriever(**FAST, metric="cosine", metric_rank=4).fit(audio[:10], text[:10])
-    with pytest.raises(ValueError, match="metric_rank=17"):
-        LTMRetriever(**FAST, metric_rank=17).fit(audio[:10], text[:10])
+    # a rank exists only on the Mahalanobis metric: asking another metric for one is an error
+    with pytest.raises(ValueError, match="Invalid parameter 'rank' for estimator Cosine"):
+        LTMRetriever(**FAST, metric="cosine").set_params(metric__rank=4)
+    with pytest.raises(ValueError, match=r"metric__rank=17 is outside the accepted range "
+                                         r"\[1, embedding_dim=16\]"):
+        LTMRetriever(**FAST).set_params(metric__rank=17).fit(audio[:10], text[:10])
 
 
 def test_sinkhorn_iteration_cap_is_honoured(data):
@@ -330,15 +338,15 @@ def test_sinkhorn_iteration_cap_is_honoured(data):
 
     audio, text, _ = data
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):
-        LTMRetriever(**{**FAST, "max_epochs": 1}, sinkhorn_max_iter=2,
-                     sinkhorn_tol=1e-12).fit(audio[:64], text[:64])
-    with pytest.raises(ValueError, match="sinkhorn_tol=0"):
-        LTMRetriever(**FAST, sinkhorn_tol=0).fit(audio[:10], text[:10])
+        LTMRetriever(**{**FAST, "max_epochs": 1}, loss=MLTM(max_iter=2, tol=1e-12)).fit(
+            audio[:64], text[:64])
+    with pytest.raises(ValueError, match=r"'tol' parameter of MLTM .*Got 0 instead"):
+        LTMRetriever(**FAST, loss=MLTM(tol=0)).fit(audio[:10], text[:10])
 
 
 def test_metric_learning_rate_zero_keeps_the_identity_metric(data):
     audio, text, _ = data
-    est = LTMRetriever(**{**FAST, "max_epochs": 3}, metric_learning_rate=0.0)
+    est = LTMRetriever(**{**FAST, "max_epochs": 3}, metric=Mahalanobis(learning_rate=0.0))
     est.fit(audio[:100], text[:100])
     torch.testing.assert_close(est.model_.metric.L.detach(), torch.eye(16))
     moved = LTMRetriever(**{**FAST, "max_epochs": 3}).fit(audio[:100], text[:100])

@@ -26,9 +26,13 @@ from ._loaders import (
     load_esc50,
     normalize_caption,
 )
+from ._registry import DATASETS, read_dataset, register_dataset
 from ._synthetic import make_sound_captions
 
 __all__ = [
+    "DATASETS",
+    "read_dataset",
+    "register_dataset",
     "AUDIOCAPS_SPLITS",
     "CLOTHO_BASE_URL",
     "CLOTHO_MD5",

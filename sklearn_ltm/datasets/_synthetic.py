@@ -494,21 +494,9 @@ def _synthesise(kind, freq, down, lengths, sr, gen) -> np.ndarray:
 
 
 def _shuffle_captions(captions, clip_ids, noise_ratio, seed):
-    """Move ``round(noise_ratio * n)`` captions among their rows, away from their clip."""
-    n_rows = len(captions)
-    n_moved = int(math.floor(noise_ratio * n_rows + 0.5))
-    noisy = np.zeros(n_rows, dtype=bool)
-    if n_moved < 2:
-        return captions, noisy
-    rs = np.random.RandomState(seed)
-    rows = rs.choice(n_rows, size=n_moved, replace=False)
-    clip_rank = rs.permutation(int(clip_ids.max()) + 1)
-    rows = rows[np.argsort(clip_rank[clip_ids[rows]], kind="stable")]  # rows of a clip together
-    largest = int(np.bincount(clip_ids[rows]).max())
-    shift = largest if n_moved >= 2 * largest else 1  # a shift past any clip's run
-    sources = np.roll(rows, -shift)
-    shuffled = list(captions)
-    for row, source in zip(rows, sources):
-        shuffled[row] = captions[source]
-    noisy[rows] = clip_ids[rows] != clip_ids[sources]
-    return shuffled, noisy
+    """Move ``round(noise_ratio * n)`` captions among their rows, away from their clip
+    (:func:`sklearn_ltm.noise.corrupt_captions`)."""
+    from ..noise import corrupt_captions
+
+    source, noisy = corrupt_captions(clip_ids, noise_ratio, np.random.RandomState(seed))
+    return [captions[i] for i in source], noisy

@@ -12,6 +12,8 @@ import numbers
 import torch
 from torch import nn
 
+from .._validation import check_value, positive_int
+
 __all__ = ["LogMelFrontEnd", "SpecAugment", "num_frames"]
 
 MEL_SCALES = ("slaney", "htk")
@@ -49,16 +51,12 @@ def num_frames(n_samples, hop_length: int, n_fft: int, center: bool = True):
     return out.clamp_min(0) if isinstance(out, torch.Tensor) else max(out, 0)
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name}={value!r} is not accepted; give an int > 0.")
-    return int(value)
+def _positive_int(value, name: str, caller: str = "LogMelFrontEnd") -> int:
+    return int(check_value(value, name, [positive_int()], caller))
 
 
-def _nonnegative_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{name}={value!r} is not accepted; give an int >= 0.")
-    return int(value)
+def _nonnegative_int(value, name: str, caller: str = "SpecAugment") -> int:
+    return int(check_value(value, name, [positive_int(0)], caller))
 
 
 class LogMelFrontEnd(nn.Module):
@@ -243,9 +241,9 @@ class SpecAugment(nn.Module):
     def __init__(self, time_masks=2, time_mask_width=64, freq_masks=2, freq_mask_width=8):
         super().__init__()
         self.time_masks = _nonnegative_int(time_masks, "time_masks")
-        self.time_mask_width = _positive_int(time_mask_width, "time_mask_width")
+        self.time_mask_width = _positive_int(time_mask_width, "time_mask_width", "SpecAugment")
         self.freq_masks = _nonnegative_int(freq_masks, "freq_masks")
-        self.freq_mask_width = _positive_int(freq_mask_width, "freq_mask_width")
+        self.freq_mask_width = _positive_int(freq_mask_width, "freq_mask_width", "SpecAugment")
 
     @staticmethod
     def _stripes(totals: torch.Tensor, n_stripes: int, max_width: int, size: int) -> torch.Tensor:

@@ -1,10 +1,10 @@
-"""Tests of sklearn_ltm.metrics against a brute-force reference and hand-computed cases."""
+"""Tests of sklearn_ltm.retrieval_metrics against a brute-force reference and hand-computed cases."""
 
 import numpy as np
 import pytest
 import torch
 
-from sklearn_ltm.metrics import (
+from sklearn_ltm.retrieval_metrics import (
     first_relevant_rank,
     mean_average_precision_at_k,
     mean_rank,

@@ -1,9 +1,9 @@
-"""Tests of sklearn_ltm.metric: costs against explicit formulas, map property, rebuilding."""
+"""Tests of sklearn_ltm.ground_metrics: costs against explicit formulas, map property, rebuilding."""
 
 import pytest
 import torch
 
-from sklearn_ltm.metric import (
+from sklearn_ltm.ground_metrics import (
     METRIC_NAMES,
     CosineMetric,
     DiagonalMetric,
