@@ -257,12 +257,12 @@ def validate_model_payload(payload, path, estimator_cls) -> None:
 
 
 @contextlib.contextmanager
-def model_file_errors(path, what: str):
+def model_file_errors(path, what: str, also: tuple = ()):
     """Turn a structural error while rebuilding a saved model (a parameter or setting
     refused, a malformed value) into one ValueError naming the file.
 
     Errors that already say what to do (a custom module to pass to ``load``, a component
-    to register) are plain ``ValueError`` and pass unchanged.
+    to register) are plain ``ValueError`` and pass unchanged, unless listed in ``also``.
 
     Examples
     --------
@@ -276,7 +276,7 @@ def model_file_errors(path, what: str):
 
     try:
         yield
-    except (InvalidParameterError, TypeError, KeyError, AttributeError) as exc:
+    except (InvalidParameterError, TypeError, KeyError, AttributeError, *also) as exc:
         raise _bad_model(path, f"{what}: {one_line(exc)}") from exc
 
 

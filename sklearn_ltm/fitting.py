@@ -182,6 +182,8 @@ def make_pairs(X, y, groups=None, *, audio_encoder="auto", text_encoder="auto"):
                 f"groups has shape {groups.shape}; expected ({len(audio)},), one per pair."
             )
         groups = np.unique(groups, return_inverse=True)[1].astype(np.int64)
+    if hasattr(audio_component, "validate"):
+        audio_component.validate()  # on_bad_file, max_seconds checked before files are read
     on_bad = getattr(audio_component, "on_bad_file", "raise")
     keep = check_audio_files(audio, on_bad, max_seconds=getattr(audio_component, "max_seconds",
                                                                 None), stacklevel=5)

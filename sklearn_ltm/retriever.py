@@ -850,7 +850,8 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
             est._validate_params()
             components = fitted_components(payload, params, audio_encoder, text_encoder)
         arch = payload["architecture"]
-        with _checks.model_file_errors(path, "'architecture' is refused by the encoder"):
+        with _checks.model_file_errors(path, "'architecture' is refused by the encoder",
+                                       also=(ValueError,)):
             est.model_ = build_model(arch, audio=components["audio_encoder"],
                                      text=components["text_encoder"],
                                      metric=components["metric"],

@@ -391,7 +391,7 @@ API_CASES = {
     "embed_text strings on a feature model": (
         ValueError, r"text_encoder='features'",
         lambda e: ((lambda y: (lambda: e.model.embed_text(y), [y]))(["a dog"]))),
-    "retrieve k=0": (ValueError, r"k=0 is outside",
+    "retrieve k=0": (ValueError, r"'k' parameter of LTMRetriever.retrieve .* Got 0",
                      lambda e: (lambda: e.model.retrieve(e.Y, e.X, k=0), [e.X, e.Y])),
     "retrieve direction": (ValueError, r"direction='sideways'",
                            lambda e: (lambda: e.model.retrieve(e.Y, e.X, direction="sideways"),
@@ -790,7 +790,8 @@ def test_on_bad_audio_skip_covers_nan_and_directories_in_one_warning(env):
     keep_before = list(X)
     with pytest.warns(AudioFilesSkippedWarning) as record:
         est = LTMRetriever(**{**FAST, "max_epochs": 1}, audio_encoder="cnn10",
-                           max_audio_seconds=0.25, on_bad_audio="skip").fit(X, captions)
+                           ).set_params(audio_encoder__max_seconds=0.25,
+                                        audio_encoder__on_bad_file="skip").fit(X, captions)
     skipped = [w for w in record if issubclass(w.category, AudioFilesSkippedWarning)]
     assert len(skipped) == 1
     assert re.search(r"skipped 3 unreadable audio file\(s\) \(4 pairs\)", str(skipped[0].message))
@@ -863,11 +864,11 @@ def test_an_unwritable_folder_is_refused_before_training(env, monkeypatch, tmp_p
 
     monkeypatch.setattr(checks.tempfile, "TemporaryFile", denied)  # as a non-root user would see
     fits = []
-    monkeypatch.setattr(LTMRetriever, "_build_audio_encoder",
-                        lambda self, spec: fits.append(spec) or (None, None))
-    with pytest.raises(ValueError, match=r"checkpoint_path='.*run.ckpt' cannot be written: no "
-                                         r"file can be created in .*Permission denied"):
-        LTMRetriever(**FAST, checkpoint_path=str(tmp_path / "run.ckpt")).fit(env.X, env.Y)
+    monkeypatch.setattr(LTMRetriever, "_build", lambda self, *a, **k: fits.append(a))
+    with pytest.raises(ValueError, match=r"Checkpoint\(path\)='.*run.ckpt' cannot be written: "
+                                         r"no file can be created in .*Permission denied"):
+        LTMRetriever(**FAST, callbacks=[Checkpoint(str(tmp_path / "run.ckpt"))]).fit(env.X,
+                                                                                    env.Y)
     assert fits == []  # refused before any model was built
     assert main(_train(env, output=tmp_path / "m.pt")) == 2
 
