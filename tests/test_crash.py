@@ -26,6 +26,7 @@ import torch
 
 from sklearn_ltm import LTMRetriever
 from sklearn_ltm._utils import _writer_tag, atomic_write, remove_stale_temporaries
+from sklearn_ltm.training import Checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 UTILS = REPO / "sklearn_ltm" / "_utils.py"
@@ -186,11 +187,12 @@ TRAINER = """
     import sys, json, numpy as np, torch
     torch.set_num_threads(1)
     from sklearn_ltm import LTMRetriever
+    from sklearn_ltm.training import Checkpoint
     data = np.load(sys.argv[1])
     params = json.loads(sys.argv[2])
     print("ready", flush=True)
     sys.stdin.readline()  # start when told: the runs start together, are killed apart
-    LTMRetriever(**params, checkpoint_path=sys.argv[3]).fit(data["X"], data["Y"])
+    LTMRetriever(**params, callbacks=[Checkpoint(sys.argv[3])]).fit(data["X"], data["Y"])
     print("finished", flush=True)
 """
 
@@ -228,7 +230,7 @@ def test_training_killed_at_random_epochs_resumes_exactly(tmp_path):
             proc.wait()
         epoch = int(torch.load(ckpt, weights_only=True)["epoch"])  # a complete checkpoint
         # resumed as a user would: checkpointing on into the same file
-        resumed = LTMRetriever(**TRAIN_PARAMS, checkpoint_path=str(ckpt))
+        resumed = LTMRetriever(**TRAIN_PARAMS, callbacks=[Checkpoint(str(ckpt))])
         resumed.fit(X, Y, resume_from=ckpt)
         assert _temporaries(ckpt) == []  # what the killed run left is cleaned
         assert _same_weights(_weights(resumed), ref_weights), f"killed after epoch {epoch}"
