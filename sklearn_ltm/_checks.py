@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 MODEL_FORMAT = "sklearn-ltm-model"
-CHECKPOINT_FORMAT = "sklearn-ltm-checkpoint"
 #: Keys a training checkpoint holds (``Trainer.state_dict``, written by the ``Checkpoint``
 #: callback; read by ``fit(resume_from=...)``), besides ``format`` and ``format_version``.
 CHECKPOINT_KEYS = ("model", "optimizer", "history", "epoch", "batch_in_epoch", "step_count",
@@ -266,11 +265,16 @@ def model_file_errors(path, what: str, also: tuple = ()):
 
     Examples
     --------
-    >>> with model_file_errors("m.pt", "bad parameter"):
-    ...     int("lots")
+    >>> with model_file_errors("m.pt", "'architecture' is malformed"):
+    ...     {}["audio_dim"]
     Traceback (most recent call last):
     ...
-    ValueError: 'm.pt' is not a valid sklearn-ltm model file: bad parameter: invalid literal ...
+    ValueError: 'm.pt' is not a valid sklearn-ltm model file: 'architecture' is malformed: 'audio_dim'
+    >>> with model_file_errors("m.pt", "bad parameter"):
+    ...     raise ValueError("pass an instance of your module to load()")
+    Traceback (most recent call last):
+    ...
+    ValueError: pass an instance of your module to load()
     """
     from ._validation import InvalidParameterError
 
@@ -379,14 +383,17 @@ def load_checkpoint_safely(path, *, map_location="cpu") -> dict:
                                     "checkpoint_path (the CLI's OUTPUT.ckpt).")
     if not isinstance(state, dict):
         raise _bad_checkpoint(path, f"it holds a {type(state).__name__}, not a dict.")
+    from .training.trainer import _CHECKPOINT_FORMAT, _CHECKPOINT_VERSION
+
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if state.get("format") != _CHECKPOINT_FORMAT:
+        lacks = f"; it lacks the keys {missing}" if missing else ""
+        raise _bad_checkpoint(path, f"it is not a sklearn-ltm training checkpoint of format "
+                                    f"{_CHECKPOINT_VERSION} (found format version "
+                                    f"{state.get('format_version')!r}{lacks}); checkpoints of "
+                                    "sklearn-ltm 0.1 cannot be resumed: start the run again.")
     if missing:
         raise _bad_checkpoint(path, f"it lacks the keys {missing}.")
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise _bad_checkpoint(path, f"it is of checkpoint format {state.get('format')!r} "
-                                    f"version {state.get('format_version')!r}, not "
-                                    f"{CHECKPOINT_FORMAT!r} (checkpoints of sklearn-ltm 0.1 "
-                                    "cannot be resumed: start the run again).")
     _check_tensor_dict(state["model"], path, "model", _bad_checkpoint)
     if not isinstance(state["optimizer"], dict) or "state" not in state["optimizer"]:
         raise _bad_checkpoint(path, "'optimizer' is not an optimizer state.")
