@@ -79,10 +79,16 @@ def _check_max_seconds(max_seconds) -> float | None:
     return float(max_seconds)
 
 
-def _check_choice(value, name: str, accepted: tuple) -> str:
-    if value not in accepted:
-        raise ValueError(f"{name}={value!r} is not accepted; use one of {', '.join(map(repr, accepted))}.")
-    return value
+def _check_choice(value, name: str, accepted: tuple, caller: str) -> str:
+    from .._validation import StrOptions, check_value
+
+    return check_value(value, name, [StrOptions(set(accepted))], caller)
+
+
+def _check_n_jobs(n_jobs, caller: str):
+    from .._validation import check_value, positive_int
+
+    return check_value(n_jobs, "n_jobs", [positive_int(), None], caller)
 
 
 def _check_path(path, name: str = "path") -> str:
@@ -257,11 +263,9 @@ def check_audio_files(paths, on_error="raise", *, max_seconds=None, decode=True,
     if isinstance(paths, (str, bytes, os.PathLike)) or not hasattr(paths, "__iter__"):
         raise TypeError(f"paths={paths!r} is not a sequence of paths; give a list of file paths.")
     paths = [_check_path(p, f"paths[{i}]") for i, p in enumerate(paths)]
-    _check_choice(on_error, "on_error", ON_ERROR_MODES)
+    _check_choice(on_error, "on_error", ON_ERROR_MODES, "check_audio_files")
     max_seconds = _check_max_seconds(max_seconds)
-    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral)
-                               or n_jobs < 1):
-        raise ValueError(f"n_jobs={n_jobs!r} is not accepted; give None or an int >= 1.")
+    _check_n_jobs(n_jobs, "check_audio_files")
     distinct = list(dict.fromkeys(paths))
 
     def check(path):
@@ -363,7 +367,7 @@ def load_audio(path, sample_rate, *, max_seconds=None, mono=True, crop="start", 
     path = _check_path(path)
     sample_rate = check_sample_rate(sample_rate)
     max_seconds = _check_max_seconds(max_seconds)
-    _check_choice(crop, "crop", CROP_MODES)
+    _check_choice(crop, "crop", CROP_MODES, "load_audio")
     rng = check_random_state(random_state) if crop == "random" else None
     data, file_sr = _read_file(path, max_seconds, crop, rng)
     if mono:
@@ -475,11 +479,9 @@ def load_audio_batch(paths, sample_rate, *, max_seconds=None, on_error="raise", 
     paths = [_check_path(p, f"paths[{i}]") for i, p in enumerate(paths)]
     sample_rate = check_sample_rate(sample_rate)
     max_seconds = _check_max_seconds(max_seconds)
-    _check_choice(on_error, "on_error", ON_ERROR_MODES)
-    _check_choice(crop, "crop", CROP_MODES)
-    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral)
-                               or n_jobs < 1):
-        raise ValueError(f"n_jobs={n_jobs!r} is not accepted; give None or an int >= 1.")
+    _check_choice(on_error, "on_error", ON_ERROR_MODES, "load_audio_batch")
+    _check_choice(crop, "crop", CROP_MODES, "load_audio_batch")
+    _check_n_jobs(n_jobs, "load_audio_batch")
     rng = check_random_state(random_state)
     seeds = rng.randint(0, 2**31 - 1, size=len(paths)) if crop == "random" else [None] * len(paths)
 
