@@ -88,7 +88,10 @@ def _check_choice(value, name: str, accepted: tuple, caller: str) -> str:
 def _check_n_jobs(n_jobs, caller: str):
     from .._validation import check_value, positive_int
 
-    return check_value(n_jobs, "n_jobs", [positive_int(), None], caller)
+    # a bool passes scikit-learn's Interval(Integral) but is no thread count: refuse it
+    check_value(repr(n_jobs) if isinstance(n_jobs, bool) else n_jobs, "n_jobs",
+                [positive_int(), None], caller)
+    return n_jobs
 
 
 def _check_path(path, name: str = "path") -> str:
