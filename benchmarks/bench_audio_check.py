@@ -2,8 +2,8 @@
 
 ``LTMRetriever.fit`` on file paths checks every distinct file before any work starts
 (:func:`sklearn_ltm.encoders.check_audio_files`): ``decode=True`` decodes the part that
-training reads (the first ``max_audio_seconds``), so that a file with NaN samples is found
-(and skipped with ``on_bad_audio="skip"``); inference checks only the header
+training reads (the first ``audio_encoder__max_seconds``), so that a file with NaN samples is found
+(and skipped with ``audio_encoder__on_bad_file="skip"``); inference checks only the header
 (``decode=False``). This script writes ``--n-files`` clips of ``--seconds`` seconds (FLAC and
 WAV, 32 kHz mono noise) into a temporary folder and times, interleaved in one run:
 

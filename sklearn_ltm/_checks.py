@@ -1,9 +1,10 @@
 """Checks made before any work starts, and warnings about settings that defeat themselves.
 
-- :func:`check_writable_path`: an output file (``checkpoint_path``, the CLI's ``--output``,
-  a cache) can be written, found before training rather than after it;
-- :func:`validate_model_payload` and :func:`load_state_checked`: a model file read back by
-  ``LTMRetriever.load`` has the keys, dimensions, parameters and weights it must have;
+- :func:`check_writable_path`: an output file (a ``Checkpoint`` callback's path, the CLI's
+  ``--output``, a cache) can be written, found before training rather than after it;
+- :func:`validate_model_payload`, :func:`model_file_errors` and :func:`load_state_checked`:
+  a model file read back by ``LTMRetriever.load`` has the keys, dimensions, parameters and
+  weights it must have;
 - :func:`load_checkpoint_safely` and :func:`check_checkpoint_matches`: a training checkpoint
   given to ``fit(resume_from=...)`` is one, is complete and fits the model;
 - :func:`check_capacity`: the model's size fits in the memory of the machine;
@@ -94,7 +95,7 @@ def check_writable_path(path, what: str = "path") -> Path:
     path : str or path-like
         The file to be written.
     what : str, default="path"
-        How the value is named in the message (``"checkpoint_path"``, ``"--output"``).
+        How the value is named in the message (``"Checkpoint(path)"``, ``"--output"``).
 
     Returns
     -------
@@ -340,7 +341,7 @@ def load_checkpoint_safely(path, *, map_location="cpu") -> dict:
     Parameters
     ----------
     path : str or path-like
-        A checkpoint written through ``checkpoint_path``.
+        A checkpoint written by a :class:`~sklearn_ltm.training.Checkpoint` callback.
     map_location : str or torch.device, default="cpu"
 
     Returns
@@ -380,7 +381,7 @@ def load_checkpoint_safely(path, *, map_location="cpu") -> dict:
     if isinstance(state, dict) and state.get("format") == MODEL_FORMAT:
         raise _bad_checkpoint(path, "it is a saved model (LTMRetriever.save), not a training "
                                     "checkpoint; give the file written through "
-                                    "checkpoint_path (the CLI's OUTPUT.ckpt).")
+                                    "a Checkpoint callback (the CLI's OUTPUT.ckpt).")
     if not isinstance(state, dict):
         raise _bad_checkpoint(path, f"it holds a {type(state).__name__}, not a dict.")
     from .training.trainer import _CHECKPOINT_FORMAT, _CHECKPOINT_VERSION
