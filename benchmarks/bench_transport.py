@@ -1,6 +1,6 @@
 """Forward + backward time of the m-LTM loss on one batch: ours against POT, same tensors.
 
-For each batch size B (default 64, 128, 256, 512) one batch of B caption and B audio
+For each batch size B (default 64, 128, 256, 512, 1024, 2048, 4096) one batch of B caption and B audio
 embeddings (d = 1024, L2-normalised, paired by a shared code) goes through a Mahalanobis
 ground metric (``L`` of shape d x d, requires grad), the cost is divided by its maximum, an
 entropic plan is computed with epsilon = 0.03 and the loss ``-sum P_hat log P`` is
@@ -15,12 +15,17 @@ back-propagated to the metric. The plan comes from
 
 plus ``info-nce`` (symmetric InfoNCE on the same cost) for scale. Every method runs on the
 same tensors, interleaved, in one run; the time is the best of ``--repeats`` runs after a
-warm-up (the median is in the JSON too: on a shared machine the best is the least noisy).
+warm-up (``--large-repeats`` above B = 1024; the median is in the JSON too: on a shared
+machine the best is the least noisy). ``--clock cpu`` measures the process CPU time instead
+of the wall time (steadier on a loaded machine; with several threads it adds them up). A
+second table gives each loss's time over InfoNCE's at every B, and the growth of the time
+with B (the log-log slope between consecutive sizes).
 Each plan's marginal error is measured in float64 on the plan itself:
 ``|P 1 - a|_1 + |P^T 1 - b|_1`` for balanced plans, ``|(P 1 - a)_+|_1 + |(P^T 1 - b)_+|_1 +
 |1^T P 1 - s|`` for partial ones. Ours runs with ``--tol`` (default 1e-7, below POT's reached
 error in float32). POT's partial and ``sinkhorn_log`` solvers (seconds to minutes per run)
-are skipped above ``--max-pot-slow`` (default 256).
+are skipped above ``--max-pot-slow`` (default 256), and every POT solver above ``--max-pot``
+(default 512).
 
 Usage::
 
@@ -35,6 +40,7 @@ Runs on CPU, and on CUDA as well when a GPU is present.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -157,14 +163,14 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def time_step(loss_fn, metric, text, audio, device):
+def time_step(loss_fn, metric, text, audio, device, clock=time.perf_counter):
     metric.zero_grad(set_to_none=True)
     _sync(device)
-    start = time.perf_counter()
+    start = clock()
     loss = loss_fn(metric, text, audio)
     loss.backward()
     _sync(device)
-    elapsed = time.perf_counter() - start
+    elapsed = clock() - start
     finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(metric.L.grad).all())
     return elapsed, loss.item(), finite
 
@@ -175,11 +181,16 @@ def run_size(size, device, args):
     methods = {k: v for k, v in build_methods(args, groups).items() if k in args.methods}
     slow = ("pot-partial", "pot-sinkhorn_log")
     skipped = {k for k in methods if k in slow and size > args.max_pot_slow}
+    skipped |= {k for k in methods if k.startswith("pot-") and size > args.max_pot}
     runs = {name: [] for name in methods if name not in skipped}
     losses, finite = {}, {}
-    for repeat in range(args.repeats + 1):  # the first round is a warm-up
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    repeats = args.repeats if size <= 1024 else args.large_repeats
+    for repeat in range(repeats + 1):  # the first round is a warm-up
         for name in runs:
-            elapsed, loss, ok = time_step(methods[name][0], metric, text, audio, device)
+            elapsed, loss, ok = time_step(
+                methods[name][0], metric, text, audio, device, clock
+            )
             if repeat:
                 runs[name].append(elapsed)
             losses[name], finite[name] = loss, ok
@@ -234,6 +245,32 @@ def speedups(results):
     return out
 
 
+def versus_info_nce(results):
+    """Each loss's time over InfoNCE's at the same B, and the growth of the time with B."""
+    out = []
+    for device in sorted({r["device"] for r in results}):
+        rows = [r for r in results if r["device"] == device]
+        base = {r["B"]: r["time_ms"] for r in rows if r["method"] == "info-nce"}
+        for method in sorted({r["method"] for r in rows}):
+            series = sorted((r["B"], r["time_ms"]) for r in rows if r["method"] == method)
+            for k, (size, ms) in enumerate(series):
+                slope = None
+                if k:
+                    (s0, t0), (s1, t1) = series[k - 1], (size, ms)
+                    slope = math.log(t1 / t0) / math.log(s1 / s0)
+                out.append(
+                    {
+                        "device": device,
+                        "B": size,
+                        "method": method,
+                        "time_ms": ms,
+                        "over_info_nce": ms / base[size] if size in base else None,
+                        "growth_exponent": slope,
+                    }
+                )
+    return out
+
+
 def _fmt_error(value):
     return "-" if value is None else f"{value:.1e}"
 
@@ -270,14 +307,38 @@ def report(results, ratios):
     return table, ratio_table
 
 
+def growth_report(growth):
+    rows = [
+        [
+            g["device"],
+            g["method"],
+            g["B"],
+            f"{g['time_ms']:.1f}",
+            "-" if g["over_info_nce"] is None else f"{g['over_info_nce']:.2f}x",
+            "-" if g["growth_exponent"] is None else f"{g['growth_exponent']:.2f}",
+        ]
+        for g in growth
+        if g["method"] != "info-nce" or g["growth_exponent"] is not None
+    ]
+    return markdown_table(
+        ["device", "method", "B", "ms", "/ InfoNCE", "growth exponent (vs previous B)"], rows
+    )
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=positive_int, nargs="+", default=[64, 128, 256, 512])
+    parser.add_argument(
+        "--sizes", type=positive_int, nargs="+", default=[64, 128, 256, 512, 1024, 2048, 4096]
+    )
     parser.add_argument("--dim", type=positive_int, default=1024)
     parser.add_argument("--epsilon", type=float, default=0.03)
     parser.add_argument("--mass-fraction", type=float, default=0.8)
     parser.add_argument("--tol", type=float, default=1e-7, help="our solvers' tolerance")
     parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument(
+        "--large-repeats", type=positive_int, default=1, help="repeats above B = 1024"
+    )
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument(
@@ -289,6 +350,12 @@ def parse_args(argv=None):
         type=positive_int,
         default=256,
         help="skip POT's partial and sinkhorn_log solvers above this batch size (slow)",
+    )
+    parser.add_argument(
+        "--max-pot",
+        type=positive_int,
+        default=512,
+        help="skip every POT solver above this batch size",
     )
     parser.add_argument("--quick", action="store_true", help="B = 64, 128 and one repeat")
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -318,11 +385,15 @@ def main(argv=None):
                     flush=True,
                 )
     ratios = speedups(results)
+    growth = versus_info_nce(results)
     table, ratio_table = report(results, ratios)
+    growth_table = growth_report(growth)
     print()
     print(table)
     print()
     print(ratio_table)
+    print()
+    print(growth_table)
     payload = {
         "provenance": provenance(threads=threads),
         "config": {
@@ -332,6 +403,9 @@ def main(argv=None):
             "mass_fraction": args.mass_fraction,
             "tol": args.tol,
             "repeats": args.repeats,
+            "large_repeats": args.large_repeats,
+            "clock": args.clock,
+            "max_pot": args.max_pot,
             "dtype": str(args.dtype).replace("torch.", ""),
             "devices": args.devices,
             "pot": ot.__version__,
@@ -339,15 +413,19 @@ def main(argv=None):
         },
         "results": results,
         "speedups": ratios,
+        "versus_info_nce": growth,
     }
     if not args.no_write:
         markdown = "\n\n".join(
             [
                 "# m-LTM loss, forward + backward (benchmarks/bench_transport.py)",
                 f"`{payload['provenance']['command']}` on {payload['provenance']['machine']}, "
-                f"{threads} torch threads, {payload['provenance']['date']}; POT {ot.__version__}.",
+                f"{threads} torch threads, {payload['provenance']['date']}; POT {ot.__version__}; "
+                f"{args.clock} clock.",
                 table,
                 ratio_table,
+                "Time over InfoNCE's at the same B, and growth with B:",
+                growth_table,
             ]
         )
         for path in write_results("transport", payload, markdown):

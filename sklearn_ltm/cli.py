@@ -402,8 +402,18 @@ def cmd_train(args) -> int:
         Checkpoint(str(checkpoint), every_n_steps=args.checkpoint_every)])
     est.set_params(**_component_params(args))
     audio, captions = _load_pairs(args)
-    est.fit(audio, captions, resume_from=args.resume)
-    est.save(args.output)
+    from . import distributed
+
+    try:  # under torchrun fit joins the process group; rank 0 saves, the others wait
+        est.fit(audio, captions, resume_from=args.resume)
+        main_process = distributed.is_main_process()
+        if main_process:
+            est.save(args.output)
+        distributed.barrier()
+    finally:
+        distributed.shutdown()
+    if not main_process:
+        return 0
     last = est.history_[-1]
     print(f"trained {est.n_epochs_} epochs on {len(captions)} pairs; last train loss "
           f"{last['train_loss']:.4f}; model saved to {args.output}")

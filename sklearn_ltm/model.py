@@ -84,12 +84,21 @@ class RetrievalModel(nn.Module):
 
     def embed_audio(self, encoded: torch.Tensor) -> torch.Tensor:
         """Head output (L2-normalised) for encoder outputs."""
-        return self.audio_head(encoded.float())
+        return self.audio_head(_in_dtype_of(encoded, self.audio_head))
 
     def embed_text(self, encoded: torch.Tensor) -> torch.Tensor:
         """Head output (L2-normalised) for encoder outputs."""
-        return self.text_head(encoded.float())
+        return self.text_head(_in_dtype_of(encoded, self.text_head))
 
     def cost(self, text_embeddings: torch.Tensor, audio_embeddings: torch.Tensor) -> torch.Tensor:
         """Ground cost between captions (rows) and clips (columns)."""
-        return self.metric(text_embeddings.float(), audio_embeddings.float())
+        return self.metric(_in_dtype_of(text_embeddings, self.metric),
+                           _in_dtype_of(audio_embeddings, self.metric))
+
+
+def _in_dtype_of(tensor: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    """``tensor`` in the dtype of ``module``'s parameters (float32 after bf16 autocast, float64
+    for a double model); at least float32 for a module without parameters."""
+    param = next(module.parameters(), None)
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32) if param is None
+                     else param.dtype)

@@ -13,7 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from . import __version__, _checks
+from . import __version__, _checks, distributed
 from ._inputs import AudioInput, TextInput, check_audio, check_text
 from ._utils import atomic_write, resolve_device
 from ._validation import (
@@ -49,9 +49,11 @@ from .fitting import (
     make_pairs,
     split_validation,
 )
+from .gradient_cache import check_micro_batch_size
 from .training import (
     EarlyStopping,
     FrozenEncoderCache,
+    LargeBatchStep,
     LRScheduler,
     NaNGuard,
     ProgressBar,
@@ -72,6 +74,16 @@ _CUSTOM = "<custom module>"
 _COMPONENT_PARAMS = ("audio_encoder", "text_encoder", "metric", "loss", "optimizer",
                      "lr_schedule")
 _DEFAULT_EPSILON, _DEFAULT_MASS, _DEFAULT_VALIDATION = 0.05, 1.0, 0.1
+
+
+def _on_main_process(score_fn):
+    """``score_fn`` run on rank 0 only, its scores sent to every rank (so that early
+    stopping decides the same everywhere)."""
+    def score(model):
+        return distributed.broadcast_object(
+            score_fn(model) if distributed.is_main_process() else None)
+
+    return score
 
 
 class LTMRetriever(TransformerMixin, BaseEstimator):
@@ -447,9 +459,13 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         """
         # 1. pairs and clip groups (bad files handled here); components, callbacks checked
         warm = bool(self.warm_start) and hasattr(self, "model_")
-        pairs, parts, val_set, callbacks, resume_state = self._check_fit(
+        pairs, parts, val_set, callbacks, world, resume_state = self._check_fit(
             X, y, groups, eval_set, resume_from, warm)
-        rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+        # the same seed on every rank (rank 0's, also with random_state=None): same noise,
+        # split, initialisation and batch order everywhere
+        seed = distributed.broadcast_object(
+            int(check_random_state(self.random_state).randint(2**31 - 1)))
+        rng = np.random.default_rng(seed)
         torch_seed = int(rng.integers(2**31 - 1))
         # 2. validation clips (none held out when eval_set is given)
         if val_set is None:
@@ -471,9 +487,11 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                 _checks.check_checkpoint_matches(resume_state, self.model_, resume_from)
             # 5. training
             trainer = self._make_trainer(parts, pairs, train_text, train_pairs, val_pairs,
-                                         val_set, callbacks, rng)
+                                         val_set, callbacks, rng, world)
             history = trainer.fit(self._training_data(pairs, train_text, train_pairs),
                                   resume_state=resume_state)
+        if world.world_size > 1:  # rank 0 may still be writing a checkpoint
+            distributed.barrier()
         # 6. fitted attributes
         self._set_fitted(history, warm, noisy, val_pairs)
         return self
@@ -482,6 +500,8 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         """Everything checked before any work: device, callbacks and paths, the pairs, the
         components, inapplicable settings (warned), the validation set, a warm start."""
         device = resolve_device(self.device)
+        check_micro_batch_size(getattr(self._component("optimizer"), "micro_batch_size", None),
+                               self.batch_size)
         callbacks = self._check_callbacks()
         _checks.check_estimator_numbers(self)
         resume_state = (None if resume_from is None
@@ -497,8 +517,37 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                           "eval_set is the validation set.", UserWarning, stacklevel=3)
         if warm:
             self._check_warm_start(pairs, parts)
+        world = self._join_distributed(pairs, resume_from, device)
+        if world.backend == "nccl":  # one process per GPU: this rank's
+            device = world.device
         self.device_ = str(device)
-        return pairs, parts, val_set, callbacks, resume_state
+        return pairs, parts, val_set, callbacks, world, resume_state
+
+    def _join_distributed(self, pairs: Pairs, resume_from, device):
+        """Under torchrun, join the process group (NCCL for a CUDA device, else gloo) and
+        check at start (a collective) that every rank has the same data and parameters, and
+        at least 2 pairs per rank."""
+        text = os.environ.get("SKLEARN_LTM_DISTRIBUTED_TIMEOUT", distributed.DEFAULT_TIMEOUT)
+        try:
+            timeout = float(text)
+        except ValueError:
+            raise ValueError(f"SKLEARN_LTM_DISTRIBUTED_TIMEOUT={text!r} is not a number of "
+                             "seconds.") from None
+        world = distributed.init_from_env("nccl" if device.type == "cuda" else "gloo",
+                                          timeout=timeout)
+        if world.world_size == 1:
+            return world
+        distributed.check_global_batch_size(self.batch_size, world.world_size)
+        params = {k: v for k, v in self.get_params(deep=True).items()
+                  if k not in ("callbacks", "random_state", "verbose")}
+        state = self.random_state
+        distributed.check_consistent(
+            n_pairs=len(pairs.text), clip_of_pair=pairs.clip_of_pair,
+            audio=pairs.clip_audio.data, text=pairs.text.data, **params,
+            random_state=state if state is None or isinstance(state, int) else type(state).__name__,
+            callbacks=[type(cb).__name__ for cb in (self.callbacks or [])],
+            resume_from=None if resume_from is None else os.path.basename(resume_from))
+        return world
 
     def _set_fitted(self, history, warm, noisy, val_pairs) -> None:
         previous = list(self.history_) if warm else []
@@ -590,8 +639,9 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         return score
 
     def _make_trainer(self, parts, pairs, train_text, train_pairs, val_pairs, val_set,
-                      callbacks, rng) -> Trainer:
+                      callbacks, rng, world=None) -> Trainer:
         device = torch.device(self.device_)
+        several = world is not None and world.world_size > 1
         audio, text = parts["audio_encoder"], parts["text_encoder"]
         frozen = {side for side, comp in (("audio", audio), ("text", text))
                   if getattr(comp, "freeze", False) and comp.input_kind != "features"}
@@ -605,16 +655,18 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         cached = tuple(side for side, comp in (("audio", audio), ("text", text))
                        if side in frozen and getattr(comp, "cache", False))
         if cached:
-            built_in.append(FrozenEncoderCache(sides=cached))
+            built_in.append(FrozenEncoderCache(sides=cached, distributed=several))
+        scorer = None
         if val_set is not None:
-            built_in.append(ValidationScoring(self._validation_scorer(
-                val_set.clip_audio, val_set.text, val_set.clip_of_pair, device)))
+            scorer = self._validation_scorer(val_set.clip_audio, val_set.text,
+                                             val_set.clip_of_pair, device)
         elif len(val_pairs):
             val_groups = pairs.clip_of_pair[val_pairs]
             val_clips, clip_of_caption = np.unique(val_groups, return_inverse=True)
-            built_in.append(ValidationScoring(self._validation_scorer(
-                pairs.clip_audio.take(val_clips), pairs.text.take(val_pairs),
-                clip_of_caption, device)))
+            scorer = self._validation_scorer(pairs.clip_audio.take(val_clips),
+                                             pairs.text.take(val_pairs), clip_of_caption, device)
+        if scorer is not None:
+            built_in.append(ValidationScoring(_on_main_process(scorer) if several else scorer))
         if parts["early_stopping"] is not None:
             built_in.append(parts["early_stopping"])
         if self.verbose > 0:
@@ -625,15 +677,21 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                        device=device, rng=rng, callbacks=built_in + callbacks, frozen=frozen,
                        gradient_clip=parts["optimizer"].gradient_clip,
                        mixed_precision=self.mixed_precision,
-                       num_workers=getattr(audio, "num_workers", 0), step=self._train_step(),
+                       num_workers=getattr(audio, "num_workers", 0),
+                       step=self._train_step(parts, several),
+                       is_main_process=not several or world.is_main_process,
                        verbose=self.verbose)
 
-    def _train_step(self):
+    def _train_step(self, parts=None, several=False):
         """The ``step(trainer, batch)`` of the Trainer (None: ``backprop_step``).
 
-        The hook through which a large-batch strategy (two-pass gradient cache) or a
-        distributed one plugs into ``fit``."""
-        return None
+        The hook through which a large-batch strategy (two-pass gradient cache,
+        ``optimizer__micro_batch_size``) or a distributed one (under torchrun) plugs into
+        ``fit``."""
+        micro = None if parts is None else getattr(parts["optimizer"], "micro_batch_size", None)
+        if micro is None and not several:
+            return None
+        return LargeBatchStep(micro, distributed=several)
 
     # ------------------------------------------------------------------ inference
     def _inference_device(self):

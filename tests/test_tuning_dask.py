@@ -15,6 +15,7 @@ from sklearn_ltm.evaluation import (
     make_multi_retrieval_scorer,
     make_retrieval_scorer,
 )
+from sklearn_ltm.training import Checkpoint
 
 GRID = {"epsilon": [0.05, 0.2], "mass_fraction": [1.0, 0.8], "noise_ratio": [0.0, 0.2]}
 
@@ -92,7 +93,7 @@ def _assert_clean_state(obj):
     not torch.cuda.is_available(), reason="needs CUDA"))])
 def test_fitted_estimator_pickles_cleanly(tmp_path, device):
     audio, text, _ = planted_pairs(n_clips=30)
-    fitted = _estimator(checkpoint_path=str(tmp_path / "ckpt.pt"), verbose=0,
+    fitted = _estimator(callbacks=[Checkpoint(str(tmp_path / "ckpt.pt"))], verbose=0,
                         device=device).fit(audio, text)
     tensors = _assert_clean_state(fitted)
     assert tensors  # the weights are in the state

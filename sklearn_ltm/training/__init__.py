@@ -20,6 +20,7 @@ from .callbacks import (
     check_writable,
 )
 from .schedules import ConstantLR, CosineLR, LRSchedule, StepLR
+from .steps import LargeBatchStep
 from .trainer import Batch, Trainer, TrainingData, backprop_step, param_groups
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "EarlyStopping",
     "FrozenEncoderCache",
     "LRSchedule",
+    "LargeBatchStep",
     "LRScheduler",
     "NaNGuard",
     "ProgressBar",

@@ -180,6 +180,9 @@ class FrozenEncoderCache(Callback):
     ----------
     sides : tuple of {"audio", "text"}, default=("audio", "text")
         Which frozen encoders to cache.
+    distributed : bool, default=False
+        In a distributed run, each rank encodes its shard of the rows and the outputs are
+        gathered (:func:`sklearn_ltm.distributed.gather_sharded`).
 
     Examples
     --------
@@ -189,11 +192,13 @@ class FrozenEncoderCache(Callback):
 
     order = 0
 
-    def __init__(self, sides=("audio", "text")):
+    def __init__(self, sides=("audio", "text"), distributed=False):
         self.sides = sides
+        self.distributed = distributed
 
     def on_train_begin(self, trainer, **kw):
         from ..batching import encode_all
+        from ..distributed import gather_sharded
 
         data, device = trainer.data, trainer.device
         sides = {"audio": (data.audio, "features", np.unique(data.clip_of_pair[data.train_pairs])),
@@ -201,9 +206,15 @@ class FrozenEncoderCache(Callback):
         for side, (batcher, plain_kind, rows) in sides.items():
             if side not in self.sides or side not in trainer.frozen or batcher.kind == plain_kind:
                 continue
-            enc = encode_all(trainer.model, batcher, side=side, batch_size=trainer.batch_size,
-                             device=device, embed=False, mixed_precision=trainer.mixed_precision,
-                             indices=rows, progress=trainer.verbose > 0 and trainer.is_main_process)
+
+            def encode(shard, batcher=batcher, side=side):
+                return encode_all(trainer.model, batcher, side=side,
+                                  batch_size=trainer.batch_size, device=device, embed=False,
+                                  mixed_precision=trainer.mixed_precision, indices=shard,
+                                  progress=trainer.verbose > 0 and trainer.is_main_process)
+
+            # under torchrun each rank encodes its shard and every rank gets the whole cache
+            enc = gather_sharded(encode, rows) if self.distributed else encode(rows)
             cache = torch.zeros((len(batcher), enc.shape[1]), device=device)
             cache[torch.as_tensor(rows, device=device)] = enc
             trainer.encoder_cache[side] = cache

@@ -1,0 +1,601 @@
+r"""The iteration engine of :mod:`sklearn_ltm.transport` (private).
+
+Log-domain scaling (Sinkhorn) sweeps written on the log-plan itself, epsilon annealing, damped
+Newton steps on the dual (with a backtracking line search on the dual objective, so they are
+safe far from the optimum), and the Gram solves shared by the Newton steps and the implicit
+backward pass (dense below ``_DENSE_MAX``, conjugate gradients above).
+
+Every function works on a flat batch: ``log_plan`` is ``(k, n, m)``, the log-weights
+``(k, n)`` and ``(k, m)`` in float64, and every weight is > 0 (:mod:`~sklearn_ltm.transport`
+removes zero weights from the problem before calling in). Problems of the batch that have
+converged are retired from the working set (no more iterations are spent on them) and each
+keeps its own error, flag and iteration count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+#: A float32 solve asked for a tol below this finishes in float64 once float32 iterations stall
+#: (near 1e-6: rounding of log P itself).
+_FLOAT32_TOL = 1e-5
+#: Anneal epsilon when (cost range) / epsilon exceeds this ratio.
+_ANNEAL_RATIO = 64.0
+#: At most this many iterations at each intermediate epsilon when annealing ...
+_ANNEAL_ITER = 50
+#: ... stopping earlier once the marginal error is below this (or below ``tol``).
+_ANNEAL_TOL = 1e-3
+#: Newton steps are taken when the error of some problem shrank by less than this factor
+#: over ``check_every`` scaling iterations.
+_SLOW_RATIO = 0.5
+#: ... or when, at the rate it shows, it would need more than this many more iterations.
+_NEWTON_WORTH = 30
+#: At most this many Newton steps in a row (each followed by one scaling sweep).
+_NEWTON_STEPS = 12
+#: After a Newton phase that did not halve the error, wait this many checks before the next.
+_NEWTON_COOLDOWN = 5
+#: A Newton step moves no entry of the log-plan by more than this.
+_NEWTON_MAX_STEP = 30.0
+#: Backtracking halvings of the Newton step.
+_LINE_SEARCH_STEPS = 16
+#: Armijo constant of the line search.
+_ARMIJO = 1e-4
+#: Partial problems: at most this many active-set corrections per Newton step.
+_ACTIVE_SET_ROUNDS = 4
+#: Gram systems larger than this are solved by conjugate gradients instead of densely.
+_DENSE_MAX = 256
+#: Conjugate gradients: relative residual and iteration cap.
+_CG_RTOL = 1e-10
+_CG_MAX_ITER = 1000
+#: Newton directions need less: an inexact Newton step (the line search keeps it safe).
+_NEWTON_CG_RTOL = 1e-4
+
+
+def log_weights(weights):
+    """``log(weights)`` in float64, ``-inf`` for zero weights, with a finite gradient."""
+    weights = weights.to(torch.float64)
+    positive = weights > 0
+    return torch.where(positive, torch.log(torch.where(positive, weights, 1.0)), -math.inf)
+
+
+def violation(log_rows, log_a, f):
+    """L1 row-marginal violation per problem, shape ``(...)`` (columns are exact).
+
+    Balanced (``f is None``): ``sum_i |(P 1)_i - a_i|``. Partial: the mass that one more row
+    projection would move, ``sum_i |r_i - min(a_i, r_i e^{-f_i})|``: it counts the excess over
+    a capacity and the deficit of a row whose potential is < 0 (which must be saturated), so
+    it is zero exactly at the optimum (the column step leaves the columns feasible and
+    complementary, and the total mass exact).
+    """
+    rows = torch.exp(log_rows)
+    if f is None:
+        return (rows - torch.exp(log_a)).abs().sum(-1)
+    target = torch.exp(torch.minimum(log_a, log_rows - f))
+    target = torch.where(torch.isneginf(log_a), 0.0, target)  # zero-capacity rows hold 0
+    return (rows - target).abs().sum(-1)
+
+
+def _partial_block_step(log_sums, potential, log_capacity, mass):
+    """Exact dual maximisation over one side's potentials (each <= 0) and the mass offset.
+
+    With ``R_i`` the mass of row ``i`` when its potential is 0, the new row masses are
+    ``min(a_i, R_i e^{d})`` where the offset ``d`` makes them sum to ``mass``: a monotone
+    piecewise equation, solved exactly after sorting the saturation thresholds
+    ``t_i = log a_i - log R_i``. Returns the log offset to add to each row of the log-plan and
+    the new potentials ``min(0, t - d)``. All inputs are float64 ``(..., n)``.
+    """
+    zero = torch.isneginf(log_capacity)  # zero-capacity rows: -inf potential, never refilled
+    log_free = torch.where(zero, 0.0, log_sums - potential)
+    threshold = torch.where(zero, -math.inf, log_capacity - log_free)
+    threshold_sorted, order = torch.sort(threshold, -1)
+    capacity_sorted = torch.exp(log_capacity.gather(-1, order))
+    before = torch.cumsum(capacity_sorted, -1) - capacity_sorted
+    free_sorted = torch.where(zero, -math.inf, log_free).gather(-1, order)
+    log_rest = torch.logcumsumexp(free_sorted.flip(-1), -1).flip(-1)
+    mass_at = before + torch.exp(threshold_sorted + log_rest)
+    k = (mass_at < mass).sum(-1, keepdim=True).clamp_max(threshold.shape[-1] - 1)
+    remaining = (mass - before.gather(-1, k)).clamp_min(torch.finfo(torch.float64).tiny)
+    offset = torch.log(remaining) - log_rest.gather(-1, k)
+    new_potential = torch.minimum(threshold - offset, torch.zeros_like(threshold))
+    step = new_potential - potential + offset
+    step = torch.where(zero & torch.isneginf(potential), 0.0, step)
+    return step, new_potential
+
+
+
+def _solve_gram(
+    plan, rhs_rows, rhs_cols, rhs_mass, row_active, col_active, partial, rtol=_CG_RTOL,
+    low_precision=False,
+):
+    r"""Solve the Gram system of the optimality conditions (float64, batched).
+
+    With :math:`\log P_{ij} = f_i + g_j + h - C_{ij}/\varepsilon` and the active constraints
+    (all rows/columns for the balanced problem; rows/columns whose potential is < 0 plus the
+    total mass for the partial one), the Jacobian of the active marginals with respect to the
+    potentials is :math:`H = \sum_{ij} P_{ij} \phi_{ij}\phi_{ij}^\top`
+    (:math:`\phi_{ij} = (e_i, e_j, 1)` restricted to the active set). This returns
+    :math:`(u, v, t)` with :math:`H (u, v, t) = (r_1, r_2, r_3)`, zero on inactive entries.
+    It serves the implicit backward pass (right-hand side :math:`W 1, W^\top 1, 1^\top W 1`)
+    and the Newton steps (right-hand side: the marginal residuals). The rows are eliminated
+    (Schur complement), so the dense solve has size ``min(n, m)`` (+1 for the mass).
+    """
+    n, m = plan.shape[-2:]
+    if n < m:  # eliminate the larger side
+        v, u, t = _solve_gram(
+            plan.transpose(-1, -2), rhs_cols, rhs_rows, rhs_mass, col_active, row_active, partial,
+            rtol, low_precision,
+        )
+        return u, v, t
+    alpha = row_active.to(plan.dtype)
+    beta = col_active.to(plan.dtype)
+    rows, cols = plan.sum(-1), plan.sum(-2)
+    diag1 = alpha * rows + (1 - alpha)
+    diag1 = diag1.clamp_min(torch.finfo(plan.dtype).tiny)
+    if bool(row_active.all()) and bool(col_active.all()):
+        coupling = plan  # not written to below
+    else:
+        coupling = plan * alpha[..., :, None] * beta[..., None, :]
+    rhs1 = rhs_rows * alpha
+    rhs2 = rhs_cols * beta
+    diag2 = beta * cols + (1 - beta)
+    total = plan.sum((-1, -2))
+    # the balanced problem is invariant to (f + k, g - k): pin that direction
+    pin = None if partial else cols.mean(-1) / m
+    if m + partial > _DENSE_MAX:
+        extra = (alpha * rows) if partial else None
+        x2 = _schur_cg(
+            coupling.float() if low_precision else coupling,
+            extra, diag1, rhs1, rhs2, diag2, total, beta * cols, rhs_mass, pin, rtol,
+        )
+        core_x = _times(coupling, x2[..., :m])
+        if partial:
+            core_x = core_x + extra * x2[..., m:]
+    else:
+        if partial:
+            coupling = torch.cat([coupling, (alpha * rows)[..., None]], -1)
+            rhs2 = torch.cat([rhs2, rhs_mass[..., None]], -1)
+            h22_diag = torch.cat([diag2, total[..., None]], -1)
+        else:
+            h22_diag = diag2
+        scaled = coupling / diag1[..., None]
+        rhs = rhs2 - (scaled.transpose(-1, -2) @ rhs1[..., None])[..., 0]
+        schur = torch.diag_embed(h22_diag) - scaled.transpose(-1, -2) @ coupling
+        if partial:
+            schur[..., :m, m] += beta * cols
+            schur[..., m, :m] += beta * cols
+        else:
+            schur = schur + pin[..., None, None]
+        size = schur.shape[-1]
+        ridge = 1e-12 * schur.diagonal(0, -2, -1).abs().amax(-1).clamp_min(1e-300)
+        eye = torch.eye(size, dtype=plan.dtype, device=plan.device)
+        x2 = torch.linalg.solve(schur + ridge[..., None, None] * eye, rhs[..., None])[..., 0]
+        core_x = (coupling @ x2[..., None])[..., 0]
+    u = (rhs1 - core_x) / diag1 * alpha
+    if partial:
+        return u, x2[..., :m], x2[..., m]
+    return u, x2, torch.zeros(plan.shape[:-2], dtype=plan.dtype, device=plan.device)
+
+
+def _times(matrix, x, transpose=False):
+    """``matrix @ x`` (or its transpose) for a batch of vectors, in ``x``'s dtype."""
+    if transpose:
+        matrix = matrix.transpose(-1, -2)
+    return (matrix @ x.to(matrix.dtype)[..., None])[..., 0].to(x.dtype)
+
+
+def _schur_cg(core, extra, diag1, rhs1, rhs2, diag2, total, border, rhs_mass, pin, rtol):
+    """Solve the Schur system of :func:`_solve_gram` by Jacobi-preconditioned CG (batched).
+
+    Matrix-free: two products with the plan (``core``, possibly float32: these solves are
+    inexact Newton directions) per iteration, instead of the ``O(size^3)`` formation and
+    factorisation of the Schur complement. ``extra`` is the mass column (partial only).
+    """
+    m = core.shape[-1]
+
+    def coupling(x):  # (n x (m + 1)) coupling times x
+        y = _times(core, x[..., :m])
+        return y if extra is None else y + extra * x[..., m:]
+
+    def coupling_t(y):
+        out = _times(core, y, transpose=True)
+        return out if extra is None else torch.cat([out, (extra * y).sum(-1, keepdim=True)], -1)
+
+    if extra is None:
+        h22_diag = diag2
+        rhs = rhs2 - coupling_t(rhs1 / diag1)
+    else:
+        h22_diag = torch.cat([diag2, total[..., None]], -1)
+        rhs = torch.cat([rhs2, rhs_mass[..., None]], -1) - coupling_t(rhs1 / diag1)
+
+    def apply(x):
+        y = h22_diag * x - coupling_t(coupling(x) / diag1)
+        if extra is not None:
+            y[..., :-1] += border * x[..., -1:]
+            y[..., -1] += (border * x[..., :-1]).sum(-1)
+        else:
+            y = y + (pin * x.sum(-1))[..., None]
+        return y
+
+    squares = _times(core * core, 1.0 / diag1, transpose=True)
+    if extra is not None:
+        squares = torch.cat([squares, (extra * extra / diag1).sum(-1, keepdim=True)], -1)
+    diagonal = h22_diag - squares
+    if pin is not None:
+        diagonal = diagonal + pin[..., None]
+    inverse = 1.0 / diagonal.clamp_min(1e-14 * h22_diag.abs().amax(-1, keepdim=True))
+    x = torch.zeros_like(rhs)
+    r = rhs.clone()
+    z = inverse * r
+    d = z.clone()
+    rz = (r * z).sum(-1)
+    goal = rtol * rhs.norm(dim=-1)
+    for _ in range(_CG_MAX_ITER):
+        if bool((r.norm(dim=-1) <= goal).all()):
+            break
+        q = apply(d)
+        dq = (d * q).sum(-1)
+        step = torch.where(dq > 0, rz / torch.where(dq > 0, dq, 1.0), 0.0)
+        x = x + step[..., None] * d
+        r = r - step[..., None] * q
+        z = inverse * r
+        rz_new = (r * z).sum(-1)
+        d = z + (rz_new / torch.where(rz > 0, rz, 1.0))[..., None] * d
+        rz = rz_new
+    return x
+
+
+def _active_sets(plan, f, g):
+    """Rows and columns whose constraint is an equality: all (balanced), potential < 0."""
+    if f is None:
+        rows = torch.ones(plan.shape[:-1], dtype=torch.bool, device=plan.device)
+        cols = torch.ones(plan.shape[:-2] + plan.shape[-1:], dtype=torch.bool, device=plan.device)
+        return rows, cols
+    return f < 0, g < 0
+
+class _Plan:
+    r"""The log-plans of a batch, kept as :math:`\log P = B + u_i + v_j`.
+
+    Without a graph (``kernel=True``) the scalings are applied to :math:`K = e^{B}` by
+    matrix-vector products, as multiplicative Sinkhorn does, but absorbed into :math:`B` (a
+    log-domain update) as soon as a scaling leaves ``[-limit, limit]``: the speed of
+    :math:`K v` (no exponential per entry and iteration) with the range of the log domain.
+    With a graph (``kernel=False``) every scaling is added to the log-plan (log-sum-exp).
+    """
+
+    def __init__(self, log_plan, kernel):
+        self.base, self.kernel = log_plan, kernel
+        self.inplace = not (torch.is_grad_enabled() and log_plan.requires_grad)
+        if kernel:
+            self._reset()
+
+    def _reset(self):
+        shape = self.base.shape
+        self.kernel_matrix = self.base.exp()
+        self.u = torch.zeros(shape[:-1], dtype=torch.float64, device=self.base.device)
+        self.v = torch.zeros(shape[:-2] + shape[-1:], dtype=torch.float64, device=self.base.device)
+        self.limit = 30.0 if self.base.dtype == torch.float32 else 200.0
+
+    def _add(self, offset):
+        offset = offset.to(self.base.dtype)
+        self.base = self.base.add_(offset) if self.inplace else self.base + offset
+
+    def log_plan(self):
+        """The log-plan itself (scalings absorbed)."""
+        if self.kernel and (bool(self.u.any()) or bool(self.v.any())):
+            self._add(self.u[..., :, None] + self.v[..., None, :])
+            self._reset()
+        return self.base
+
+    def replace(self, log_plan):
+        self.base = log_plan
+        if self.kernel:
+            self._reset()
+
+    def _log_sums(self, dim):
+        if not self.kernel:
+            return torch.logsumexp(self.base, dim).double()
+        mine, other = (self.u, self.v) if dim == -1 else (self.v, self.u)
+        matrix = self.kernel_matrix if dim == -1 else self.kernel_matrix.transpose(-1, -2)
+        sums = (matrix @ torch.exp(other).to(matrix.dtype)[..., None])[..., 0].double()
+        out = mine + torch.log(sums)
+        if not bool(torch.isfinite(out).all()):  # an underflowed line: absorb, log-sum-exp
+            return torch.logsumexp(self.log_plan(), dim).double()
+        return out
+
+    def log_rows(self):
+        return self._log_sums(-1)
+
+    def log_cols(self):
+        return self._log_sums(-2)
+
+    def _scale(self, name, step):
+        if not self.kernel:
+            self._add(step[..., :, None] if name == "u" else step[..., None, :])
+            return
+        setattr(self, name, getattr(self, name) + step)
+        if bool((getattr(self, name).abs() > self.limit).any()):
+            self.log_plan()
+
+    def scale_rows(self, step):
+        self._scale("u", step)
+
+    def scale_cols(self, step):
+        self._scale("v", step)
+
+    def select(self, mask):
+        """Keep the problems flagged by ``mask``."""
+        if self.kernel:
+            self.log_plan()
+        self.replace(self.base[mask])
+
+    def promote(self):
+        """Continue in float64."""
+        self.replace(self.log_plan().double())
+
+
+def _sweep(plan, log_a, log_b, mass, f, g, log_rows=None):
+    """One row and one column scaling of a :class:`_Plan`; returns the new ``f, g``."""
+    if log_rows is None:
+        log_rows = plan.log_rows()
+    if mass is not None:
+        step, f = _partial_block_step(log_rows, f, log_a, mass)
+        plan.scale_rows(step)
+        step, g = _partial_block_step(plan.log_cols(), g, log_b, mass)
+        plan.scale_cols(step)
+    else:
+        plan.scale_rows(log_a - log_rows)
+        plan.scale_cols(log_b - plan.log_cols())
+    return f, g
+
+
+def sweep(log_plan, log_a, log_b, mass, f, g):
+    """One row and one column scaling of ``log_plan`` (log-sum-exp; graph kept).
+
+    Returns ``(log_plan, f, g)``; ``f``, ``g`` (partial only) are the accumulated row and
+    column log-scalings, each <= 0.
+    """
+    plan = _Plan(log_plan, kernel=False)
+    f, g = _sweep(plan, log_a, log_b, mass, f, g)
+    return plan.base, f, g
+
+
+def _errors(plan, log_a, f):
+    """Per-problem residual ``(k,)`` and the row log-sums it was measured on."""
+    log_rows = plan.log_rows()
+    return violation(log_rows, log_a, f).detach(), log_rows
+
+
+def epsilon_schedule(cost, epsilon, epsilon_scaling):
+    """Decreasing epsilons ending at ``epsilon``: halvings from about the cost range."""
+    if not epsilon_scaling:
+        return [epsilon]
+    spread = float((cost.amax((-1, -2)) - cost.amin((-1, -2))).max())
+    ratio = spread / epsilon
+    if ratio <= _ANNEAL_RATIO:
+        return [epsilon]
+    halvings = math.ceil(math.log2(ratio / _ANNEAL_RATIO))
+    return [epsilon * 2.0**k for k in range(halvings, 0, -1)] + [epsilon]
+
+
+def _anneal(plan, log_a, log_b, mass, f, g, schedule, tol, check_every):
+    """Run each intermediate epsilon of ``schedule`` briefly; end at the last."""
+    n_iter = 0
+    stage_tol = max(tol, _ANNEAL_TOL)
+    for previous, current in zip(schedule[:-1], schedule[1:]):
+        for it in range(_ANNEAL_ITER):
+            error, log_rows = _errors(plan, log_a, f)
+            if it > 0 and it % check_every == 0 and float(error.max()) <= stage_tol:
+                break
+            f, g = _sweep(plan, log_a, log_b, mass, f, g, log_rows)
+            n_iter += 1
+        ratio = previous / current  # same potentials, smaller epsilon
+        log_plan = plan.log_plan()
+        plan.replace(log_plan.mul_(ratio) if plan.inplace else log_plan * ratio)
+        if mass is not None:
+            f, g = f * ratio, g * ratio
+    return f, g, n_iter
+
+
+def _newton_direction(plan, log_a, log_b, mass, f, g):
+    """Newton direction ``(u, v, t)`` on the dual at ``plan`` (float64, batched).
+
+    Partial problems: a projected (active-set) direction. A saturated row or column whose
+    potential the step would push above 0 leaves the active set with its potential moved to
+    0, and the system is solved again (a few rounds at most).
+    """
+    rows, cols = plan.sum(-1), plan.sum(-2)
+    residual_rows, residual_cols = torch.exp(log_a) - rows, torch.exp(log_b) - cols
+    row_active, col_active = _active_sets(plan, f, g)
+    if mass is None:
+        return _solve_gram(
+            plan, residual_rows, residual_cols, None, row_active, col_active, False,
+            _NEWTON_CG_RTOL, True,
+        )
+    residual_mass = mass - plan.sum((-1, -2))
+    fixed_rows, fixed_cols = torch.zeros_like(f), torch.zeros_like(g)
+    for _ in range(_ACTIVE_SET_ROUNDS):
+        u, v, t = _solve_gram(
+            plan,
+            residual_rows - (plan @ fixed_cols[..., None])[..., 0],
+            residual_cols - (fixed_rows[..., None, :] @ plan)[..., 0, :],
+            residual_mass - (rows * fixed_rows).sum(-1) - (cols * fixed_cols).sum(-1),
+            row_active,
+            col_active,
+            True,
+            _NEWTON_CG_RTOL,
+            True,
+        )
+        leaving_rows, leaving_cols = row_active & (f + u > 0), col_active & (g + v > 0)
+        if not (bool(leaving_rows.any()) or bool(leaving_cols.any())):
+            break
+        row_active, col_active = row_active & ~leaving_rows, col_active & ~leaving_cols
+        fixed_rows = torch.where(~row_active & (f < 0), -f, 0.0)
+        fixed_cols = torch.where(~col_active & (g < 0), -g, 0.0)
+    return torch.where(row_active, u, fixed_rows), torch.where(col_active, v, fixed_cols), t
+
+
+def _newton_step(state, log_a, log_b, mass, f, g, active):
+    """A damped Newton step on the problems flagged ``active`` of a :class:`_Plan`.
+
+    The step length is halved until the dual objective increases enough (Armijo), so a step
+    never makes a problem worse, however far from the optimum. Returns ``(f, g, accepted)``;
+    ``accepted`` flags the problems whose step was taken. No scaling sweep is included.
+    """
+    plan = state.log_plan().double().exp()
+    u, v, t = _newton_direction(plan, log_a, log_b, mass, f, g)
+    a, b = torch.exp(log_a), torch.exp(log_b)
+    rows, cols = plan.sum(-1), plan.sum(-2)
+    total = rows.sum(-1)
+    grad_t = 0.0 if mass is None else mass - total
+    # trust region: a nearly singular Hessian (a plan whose significant entries no longer
+    # connect every row and column) gives huge directions; move the log-plan by a bounded
+    # amount, and let the next steps go on
+    span = u.abs().amax(-1) + v.abs().amax(-1) + t.abs()
+    tau = (_NEWTON_MAX_STEP / span.clamp_min(1e-300)).clamp_max(1.0)
+    pending = active & torch.isfinite(u).all(-1) & torch.isfinite(v).all(-1) & torch.isfinite(t)
+    accepted = torch.zeros_like(pending)
+    best = [torch.zeros_like(u), torch.zeros_like(v), torch.zeros_like(t)]
+    for _ in range(_LINE_SEARCH_STEPS):
+        if not bool(pending.any()):
+            break
+        if mass is None:
+            du, dv, dt = tau[..., None] * u, tau[..., None] * v, torch.zeros_like(t)
+        else:
+            du = (f + tau[..., None] * u).clamp_max(0.0) - f
+            dv = (g + tau[..., None] * v).clamp_max(0.0) - g
+            dt = tau * t
+        # sum_ij P_ij (exp(du_i + dv_j + dt) - 1), by one product with the plan and expm1
+        # (no cancellation near the optimum, where the gain is tiny)
+        inner = (torch.expm1(du) * (plan @ torch.exp(dv)[..., None])[..., 0]).sum(-1)
+        inner = inner + (cols * torch.expm1(dv)).sum(-1)
+        change = torch.exp(dt) * inner + total * torch.expm1(dt)
+        gain = (du * a).sum(-1) + (dv * b).sum(-1) - change
+        linear = (du * (a - rows)).sum(-1) + (dv * (b - cols)).sum(-1) + dt * grad_t
+        if mass is not None:
+            gain = gain + dt * mass
+        ok = pending & torch.isfinite(gain) & (gain >= _ARMIJO * linear) & (linear > 0)
+        for slot, value in zip(best, (du, dv, dt)):
+            slot[ok] = value[ok]
+        accepted |= ok
+        pending &= ~ok
+        tau = torch.where(pending, 0.5 * tau, tau)
+    if bool(accepted.any()):
+        du, dv, dt = best
+        state.scale_rows(du)
+        state.scale_cols(dv + dt[..., None])
+        if mass is not None:
+            f, g = (f + du).clamp_max(0.0), (g + dv).clamp_max(0.0)
+    return f, g, accepted
+
+
+def _slow(error, previous, tol, check_every):
+    """Whether some problem converges too slowly for scaling alone.
+
+    Its error shrank by less than ``_SLOW_RATIO`` over the last ``check_every`` iterations,
+    or, at the rate it shows, would need more than ``_NEWTON_WORTH`` more iterations.
+    """
+    ratio = (error / previous.clamp_min(1e-300)).clamp(1e-300, 1.0)
+    remaining = check_every * torch.log(tol / error.clamp_min(1e-300)) / torch.log(ratio)
+    pending = error > tol
+    return bool((pending & ((ratio > _SLOW_RATIO) | (remaining > _NEWTON_WORTH))).any())
+
+
+def _select(mask, *tensors):
+    return [None if x is None else x[mask] for x in tensors]
+
+
+def iterate(cost, log_a, log_b, epsilon, mass, options):
+    """Anneal (when useful), then iterate at ``epsilon`` until each problem meets ``tol``.
+
+    ``cost`` is ``(k, n, m)``. Records a graph when grad mode is on and an input requires
+    grad (Newton steps are then not used). Problems are retired from the working batch once
+    converged. Returns ``(log_plan, f, g, info)``; ``log_plan`` is float64 when a float32
+    problem asked for a ``tol`` below what float32 log-plans reach; ``info`` holds per-problem
+    tensors ``marginal_error_per_problem``, ``converged_per_problem`` and
+    ``n_iter_per_problem`` besides the batch summaries.
+    """
+    partial = mass is not None
+    record = torch.is_grad_enabled() and any(
+        x.requires_grad for x in (cost, log_a, log_b)
+    )
+    tol, check_every, budget = options["tol"], options["check_every"], options["max_iter"]
+    schedule = epsilon_schedule(cost.detach(), epsilon, options["epsilon_scaling"])
+    plan = _Plan(cost / -schedule[0], kernel=not record)
+    f = g = None
+    if partial:
+        f = torch.zeros(log_a.shape, dtype=torch.float64, device=cost.device)
+        g = torch.zeros(log_b.shape, dtype=torch.float64, device=cost.device)
+    f, g, n_anneal = _anneal(plan, log_a, log_b, mass, f, g, schedule, tol, check_every)
+
+    count = cost.shape[0]
+    index = torch.arange(count, device=cost.device)
+    errors = torch.full((count,), math.nan, dtype=torch.float64)
+    iters = torch.zeros(count, dtype=torch.int64)
+    pieces = []
+    promote = plan.base.dtype == torch.float32 and tol < _FLOAT32_TOL
+    newton = options["newton"] and not record
+    wait, n_newton, it, previous, force = 0, 0, 0, None, False
+    while True:
+        check = it >= budget or force or (it > 0 and it % check_every == 0)
+        log_rows = None
+        if check:
+            force = False
+            error, log_rows = _errors(plan, log_a, f)
+            done = (error <= tol) | (it >= budget)
+            if bool(done.any()):
+                cpu_index = index[done].cpu()
+                errors[cpu_index] = error[done].cpu()
+                iters[cpu_index] = n_anneal + it
+                pieces.append((index[done], *_select(done, plan.log_plan(), f, g)))
+                keep = ~done
+                if not bool(keep.any()):
+                    break
+                plan.select(keep)
+                index, log_a, log_b, f, g, error = _select(keep, index, log_a, log_b, f, g, error)
+                log_rows = None
+                previous = None if previous is None else previous[keep]
+            slow = previous is not None and _slow(error, previous, tol, check_every)
+            previous = error
+            wait = max(wait - 1, 0)
+            if promote and slow:  # float32 stalls above tol: finish in float64
+                plan.promote()
+                promote, previous, force = False, None, True
+                continue  # re-measure in float64
+            if newton and slow and not wait and not promote:
+                start = error
+                for _ in range(min(_NEWTON_STEPS, budget - it)):
+                    f, g, accepted = _newton_step(plan, log_a, log_b, mass, f, g, error > tol)
+                    f, g = _sweep(plan, log_a, log_b, mass, f, g)
+                    it, n_newton = it + 1, n_newton + 1
+                    error, _ = _errors(plan, log_a, f)
+                    if not bool((accepted & (error > tol)).any()):
+                        break
+                if not bool((error <= 0.5 * start).all()):
+                    wait = _NEWTON_COOLDOWN
+                previous, force = None, True
+                continue
+        f, g = _sweep(plan, log_a, log_b, mass, f, g, log_rows)
+        it += 1
+
+    if len(pieces) == 1:
+        _, log_plan, f, g = pieces[0]
+    else:
+        order = torch.argsort(torch.cat([p[0] for p in pieces]))
+        dtype = max((p[1].dtype for p in pieces), key=lambda d: torch.finfo(d).bits)
+        log_plan = torch.cat([p[1].to(dtype) for p in pieces])[order]
+        if partial:
+            f = torch.cat([p[2] for p in pieces])[order]
+            g = torch.cat([p[3] for p in pieces])[order]
+    converged = errors <= tol
+    info = {
+        "n_iter": int(iters.max()),
+        "n_newton": n_newton,
+        "marginal_error": float(errors.max()),
+        "converged": bool(converged.all()),
+        "marginal_error_per_problem": errors,
+        "converged_per_problem": converged,
+        "n_iter_per_problem": iters,
+    }
+    return log_plan, f, g, info
