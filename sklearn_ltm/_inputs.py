@@ -6,14 +6,16 @@ one a given input is, validates it (before any work starts) and never modifies i
 
 from __future__ import annotations
 
+import numbers
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._utils import as_str_list
 
-__all__ = ["AudioInput", "TextInput", "check_audio", "check_text"]
+__all__ = ["AudioInput", "TextInput", "as_values", "check_audio", "check_text"]
 
 AUDIO_ENCODER_NAMES = ("auto", "features", "cnn10", "cnn14", "resnet38", "aisfx")
 
@@ -54,6 +56,80 @@ class TextInput:
         return TextInput(self.kind, self.data[indices])
 
 
+def _is_sparse(values) -> bool:
+    return hasattr(values, "tocsr") or hasattr(values, "to_coo")
+
+
+def _is_pandas(values) -> bool:
+    return type(values).__module__.split(".")[0] == "pandas" and hasattr(values, "to_numpy")
+
+
+def as_values(values, name: str = "X"):
+    """The values of ``values``, read once: what the input dispatch looks at.
+
+    A pandas ``DataFrame`` or ``Series`` becomes its values (never its column labels or
+    index): a numeric frame a float array (missing values as NaN), a frame of one text
+    column or a text series a 1-D object array. Other objects with ``__array__`` (polars
+    frames, CPU tensors) become ``np.asarray`` of them. A one-shot iterable (a generator, an
+    iterator, ``map``...) is read once into a list. Arrays, lists and tuples are returned
+    as they are. Nothing is modified.
+
+    Parameters
+    ----------
+    values : object
+        An ``X`` or ``y`` as given by the user.
+    name : str
+        Name of the argument in error messages.
+
+    Returns
+    -------
+    ndarray, list or the input itself
+
+    Raises
+    ------
+    TypeError
+        For a set or a mapping: their order is not the order of the pairs.
+
+    Examples
+    --------
+    >>> as_values(c for c in ["a dog", "rain"])
+    ['a dog', 'rain']
+    >>> import pandas as pd  # doctest: +SKIP
+    >>> as_values(pd.DataFrame({"x": [1.0, 2.0], "y": [3.0, 4.0]}))  # doctest: +SKIP
+    array([[1., 3.],
+           [2., 4.]])
+    """
+    if _is_sparse(values):
+        return values  # refused, as sparse, by the dispatch (a dok_matrix is also a dict)
+    if _is_pandas(values):
+        import pandas as pd
+
+        if isinstance(values, pd.DataFrame):
+            dtypes = list(values.dtypes)
+            if dtypes and all(pd.api.types.is_numeric_dtype(d) for d in dtypes):
+                return values.to_numpy(dtype=np.float64, na_value=np.nan)
+            arr = values.to_numpy(dtype=object)
+            return arr[:, 0] if arr.ndim == 2 and arr.shape[1] == 1 else arr
+        if isinstance(values, pd.Series) and pd.api.types.is_numeric_dtype(values.dtype):
+            return values.to_numpy(dtype=np.float64, na_value=np.nan)
+        return values.to_numpy(dtype=object)
+    if isinstance(values, (set, frozenset, Mapping)):
+        raise TypeError(
+            f"{name} is a {type(values).__name__}: it has no order, so its items cannot be "
+            "paired with the other side; pass a list or an array."
+        )
+    if isinstance(values, (str, bytes, np.ndarray, list, tuple, os.PathLike)):
+        return values
+    if hasattr(values, "__array__"):  # other frames (polars...), tensors: their values too
+        try:
+            return np.asarray(values)
+        except Exception:  # a CUDA tensor, a tensor that requires grad: refused later
+            return values
+    if isinstance(values, Iterable) and not hasattr(values, "__getitem__"):
+        return list(values)  # a generator or an iterator: read it exactly once
+    return values
+
+
 def _is_path_sequence(X) -> bool:
     if isinstance(X, (str, bytes, os.PathLike)):
         return False
@@ -67,7 +143,7 @@ def _is_path_sequence(X) -> bool:
 
 
 def _float_matrix(values, name: str, what: str) -> np.ndarray:
-    if hasattr(values, "tocsr") or hasattr(values, "to_coo"):
+    if _is_sparse(values):
         raise TypeError(
             f"{name} is a sparse matrix: sparse input is not supported; pass a dense array "
             f"({what})."
@@ -80,14 +156,19 @@ def _float_matrix(values, name: str, what: str) -> np.ndarray:
         raise ValueError(f"{name} has dtype {arr.dtype}: Complex data not supported; "
                          f"accepted: {what}.")
     if arr.dtype.kind == "O":
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} has dtype object with non-numeric values ({exc}); "
-                             f"accepted: {what}.") from exc
+        for index, v in np.ndenumerate(arr):
+            if isinstance(v, (str, bytes)) or not isinstance(v, (numbers.Real, np.bool_)):
+                where = ", ".join(map(str, index))
+                raise TypeError(
+                    f"{name} has dtype object with a non-numeric value at [{where}]: {v!r} "
+                    f"({type(v).__name__}); every argument must be a real number (a numeric "
+                    f"string is not a number); accepted: {what}."
+                )
+        arr = arr.astype(np.float64)
     if arr.dtype.kind not in "fiub":
+        strings = " (strings are not features)" if arr.dtype.kind in "US" else ""
         raise ValueError(
-            f"{name} has dtype {arr.dtype}; accepted: {what}."
+            f"{name} has dtype {arr.dtype}{strings}; accepted: {what}."
         )
     if arr.ndim != 2:
         hint = " Reshape your data: x.reshape(1, -1) for one clip." if arr.ndim == 1 else ""
@@ -97,13 +178,15 @@ def _float_matrix(values, name: str, what: str) -> np.ndarray:
             f"{name} is empty: {arr.shape[0]} sample(s) and {arr.shape[1]} feature(s) "
             f"(shape={arr.shape}) while a minimum of 1 is required; {what} is needed."
         )
-    arr = arr.astype(np.float32, copy=True)
+    src = arr
+    with np.errstate(over="ignore", invalid="ignore"):
+        arr = arr.astype(np.float32, copy=True)
     bad = ~np.isfinite(arr)
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise ValueError(
-            f"{name} contains NaN or infinity (first at row {r}, column {c}: {values[r][c]!r}); "
-            "every value must be finite."
+            f"{name} contains NaN or infinity (first at row {r}, column {c}: {src[r, c]!r}); "
+            "every value must be finite (and within the float32 range, |x| < 3.4e38)."
         )
     return arr
 
@@ -132,6 +215,12 @@ def check_audio(X, audio_encoder, *, name: str = "X") -> AudioInput:
     >>> check_audio(["a.wav", "b.wav"], "cnn10").kind
     'paths'
     """
+    X = as_values(X, name)
+    if X is None:
+        raise ValueError(f"{name} is None; accepted: a 2-D float array of features or "
+                         "waveforms, or a sequence of audio file paths.")
+    if isinstance(X, (list, tuple)) and len(X) == 0:
+        raise ValueError(f"{name} is empty (0 samples); at least 1 clip is required.")
     if _is_path_sequence(X):
         if audio_encoder == "features":
             raise ValueError(
@@ -143,6 +232,8 @@ def check_audio(X, audio_encoder, *, name: str = "X") -> AudioInput:
         for i, p in enumerate(paths):
             if not p.strip():
                 raise ValueError(f"{name}[{i}]={p!r} is an empty path.")
+            if "\0" in p:
+                raise ValueError(f"{name}[{i}]={p!r} holds a NUL character; it is not a path.")
         return AudioInput("paths", paths)
     arr = _float_matrix(
         X, name, "a 2-D float array (n_samples, n_features or n_audio_samples) or a sequence of "
@@ -181,15 +272,30 @@ def check_text(y, text_encoder, *, name: str = "y") -> TextInput:
             f"LTMRetriever requires y to be passed, but the target y is None: {name} holds the "
             "captions (a sequence of strings or a 2-D float array of text features)."
         )
-    if isinstance(y, str):
+    if isinstance(y, (str, bytes)):
         raise ValueError(f"{name}={y!r} is a single string; pass a sequence of captions.")
-    first = None
+    y = as_values(y, name)
+    if _is_sparse(y):
+        _float_matrix(y, name, "captions or a dense 2-D float array of text features")
+    if isinstance(y, np.ndarray) and y.ndim == 0:
+        raise ValueError(f"{name}={y!r} is a scalar array; pass a sequence of captions or a 2-D "
+                         "float array of text features.")
     if isinstance(y, np.ndarray):
         is_strings = y.ndim == 1 and y.dtype.kind in "OUS"
     else:
-        seq = list(y)
-        first = seq[0] if seq else None
-        is_strings = isinstance(first, str)
+        try:
+            y = list(y)
+        except TypeError as exc:
+            raise TypeError(
+                f"{name} of type {type(y).__name__} is not a sequence; accepted: captions (a "
+                "sequence of strings) or a 2-D float array of text features."
+            ) from exc
+        is_strings = any(isinstance(v, (str, bytes)) for v in y)
+    if len(y) == 0:
+        raise ValueError(
+            f"{name} is empty: no captions were given (0 samples); at least 1 caption (a "
+            "string) or 1 row of text features is required."
+        )
     if is_strings:
         if text_encoder == "features":
             raise ValueError(
@@ -198,7 +304,10 @@ def check_text(y, text_encoder, *, name: str = "y") -> TextInput:
                 "path, or a torch module) for strings."
             )
         return TextInput("strings", as_str_list(list(y), name))
-    arr = np.asarray(y) if first is None else np.asarray(list(y))
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} could not be read as an array: {exc}") from exc
     if arr.ndim == 1 and arr.dtype.kind in "fiub":
         raise ValueError(
             f"{name} is a 1-D numeric array of shape {arr.shape}; accepted: captions (a sequence "

@@ -107,15 +107,19 @@ def _not_a_model_message(path, exc) -> str:
         kind = "a CSV file" if "," in text.splitlines()[0] else "a text file"
         return (f"{name} is {kind}, not a sklearn-ltm model file (a torch file written by "
                 f"LTMRetriever.save or sklearn-ltm train).")
-    detail = str(exc).strip().split(". ")[0].splitlines()[0].rstrip(". ") if str(exc).strip() else ""
-    return (f"{name} is not a sklearn-ltm model file (torch could not read it"
-            + (f": {detail}" if detail else "") + f"); {hint}.")
+    from ._checks import load_error_reason
+
+    return (f"{name} is not a sklearn-ltm model file (torch could not read it: "
+            f"{load_error_reason(exc).rstrip('. ')}); {hint}.")
 
 
 def read_payload(path, fmt: str, readable: tuple, current: int) -> dict:
     """The checked payload of a model file (``torch.load(weights_only=True)``)."""
+    from ._checks import model_file_errors
+
     if not os.path.isfile(path):
-        raise ValueError(f"model file {os.fspath(path)!r} does not exist.")
+        raise ValueError(f"model file {os.fspath(path)!r} "
+                         f"{'is a directory' if os.path.isdir(path) else 'does not exist'}.")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -130,7 +134,8 @@ def read_payload(path, fmt: str, readable: tuple, current: int) -> dict:
             f"{', '.join(map(str, readable))} (it writes format {current})."
         )
     if payload["format_version"] == 1:
-        payload = upgrade_v1(payload)
+        with model_file_errors(path, "its format-1 content cannot be translated"):
+            payload = upgrade_v1(payload)
     return payload
 
 

@@ -11,6 +11,7 @@ import csv
 import inspect
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -274,6 +275,11 @@ def _load_pairs(args):
     return list(bunch.audio), list(bunch.captions)
 
 
+def _absent(path) -> str:
+    """Why ``path`` is not a file: it "is a directory" or "does not exist"."""
+    return "is a directory" if Path(path).is_dir() else "does not exist"
+
+
 def read_pairs_csv(path, *, drop_missing: bool = False):
     """Read ``audio_path,caption`` rows; paths are relative to the CSV file's folder.
 
@@ -301,15 +307,22 @@ def read_pairs_csv(path, *, drop_missing: bool = False):
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"CSV file {path} does not exist.")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or not {"audio_path", "caption"} <= set(reader.fieldnames):
-            raise UserError(f"{path} needs a header with columns audio_path,caption; found "
-                            f"{reader.fieldnames}.")
-        rows = list(reader)
+        raise UserError(f"CSV file {path} {_absent(path)}.")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM is fine
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or not {"audio_path", "caption"} <= set(
+                    reader.fieldnames):
+                raise UserError(f"{path} needs a header with columns audio_path,caption; "
+                                f"found {reader.fieldnames}.")
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from exc
     audio, captions, missing = [], [], []
-    for row in rows:
+    for number, row in enumerate(rows, start=2):
+        if not (row["audio_path"] or "").strip() or not (row["caption"] or "").strip():
+            raise UserError(f"{path} row {number} has an empty audio_path or caption: "
+                            f"{row['audio_path']!r}, {row['caption']!r}.")
         p = Path(row["audio_path"])
         p = p if p.is_absolute() else path.parent / p
         if not p.is_file():
@@ -331,14 +344,15 @@ def _load_model(path):
     from .retriever import LTMRetriever
 
     if not Path(path).is_file():
-        raise UserError(f"model file {path} does not exist.")
+        raise UserError(f"model file {path} {_absent(path)}.")
     return LTMRetriever.load(path)
 
 
 def _audio_files(folder: Path):
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder.")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
+                   and p.is_file())  # not a folder named like x.wav
     if not files:
         raise UserError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {folder}.")
     return files
@@ -410,12 +424,13 @@ def cmd_demo(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from ._checks import check_writable_path
     from .retriever import LTMRetriever
-    from .training import Checkpoint, check_writable
+    from .training import Checkpoint
 
     if args.resume is not None and not Path(args.resume).is_file():
-        raise UserError(f"--resume {args.resume} does not exist.")
-    check_writable(args.output, "--output")
+        raise UserError(f"--resume {args.resume} {_absent(args.resume)}.")
+    check_writable_path(args.output, "--output")  # before any work, not after training
     checkpoint = args.checkpoint or Path(args.output).with_suffix(".ckpt")
     params = _estimator_params(args)
     est = LTMRetriever(**params, callbacks=[
@@ -522,7 +537,6 @@ def _same_windows(index, args) -> bool:
 
 def _search_index(args, model):
     """The SearchIndex of ``--index`` / ``--audio-dir``: loaded, reused or (re)built."""
-    import warnings
 
     from .search import SearchIndex, file_digest
 
@@ -890,9 +904,9 @@ def main(argv=None) -> int:
         parser.error(f"-k {args.k}: must be >= 1")
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, FileNotFoundError, NotADirectoryError,
-            PermissionError) as exc:
-        print(f"sklearn-ltm {args.command}: error: {exc}", file=sys.stderr)
+    except (UserError, ValueError, OSError, FloatingPointError) as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the exception's layout
+        print(f"sklearn-ltm {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except ImportError as exc:  # a missing optional extra (faiss, onnx) is a user matter
         if "sklearn-ltm[" not in str(exc):

@@ -42,6 +42,8 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
+from sklearn_ltm._checks import warn_if_trivial_gallery
+from sklearn_ltm._inputs import as_values
 from sklearn_ltm._progress import map_in_chunks
 from sklearn_ltm._utils import as_str_list, infer_groups
 from sklearn_ltm.rerank import _check_positive_int, _check_sinkhorn_options, transductive_log_plan
@@ -138,6 +140,7 @@ def _check_retriever(retriever, batch_size=None) -> _Embedder:
 def _check_pairs(X, y, groups, relevance="clip", labels=None):
     """Validate the pairs; return (distinct clips, distinct captions, the pairs' clip and
     caption indices, relevance matrix (n_distinct_captions, n_clips), merged-caption count)."""
+    X, y = as_values(X, "X"), as_values(y, "y")  # pandas as values, generators read once
     if isinstance(X, (str, bytes)) or not hasattr(X, "__len__"):
         raise TypeError(f"X must be an array or a sequence of clips; got {type(X).__name__}.")
     if isinstance(y, (str, bytes)) or not hasattr(y, "__len__"):
@@ -162,6 +165,7 @@ def _check_pairs(X, y, groups, relevance="clip", labels=None):
     labels = _check_relevance(relevance, labels, n)
     _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
     clip_of_pair = inverse.reshape(-1)
+    warn_if_trivial_gallery(len(first))
     if isinstance(X, np.ndarray):
         clips = X[first]
     else:

@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import os
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,14 +57,25 @@ class Pairs:
         return len(self.clip_audio)
 
 
-def check_audio_files(audio: AudioInput, on_bad: str = "raise") -> np.ndarray:
+def check_audio_files(audio: AudioInput, on_bad: str = "raise", *, max_seconds=None,
+                      decode: bool = True, stacklevel: int = 4) -> np.ndarray:
     """Rows whose file is readable; raise on the first bad file unless ``on_bad="skip"``
     (then one warning counts the skipped files and pairs).
+
+    A file that is missing, a directory, empty, undecodable or holds NaN or infinite
+    samples is bad (:func:`sklearn_ltm.encoders.check_audio_files`).
 
     Parameters
     ----------
     audio : AudioInput
     on_bad : {"raise", "skip"}
+    max_seconds : float or None, default=None
+        Decode only the part of each file that is used.
+    decode : bool, default=True
+        Decode the samples (``False``: headers only, as at inference, where
+        :func:`~sklearn_ltm.encoders.load_audio` refuses bad samples when it reads them).
+    stacklevel : int, default=4
+        Stack level of the warning.
 
     Returns
     -------
@@ -82,36 +91,14 @@ def check_audio_files(audio: AudioInput, on_bad: str = "raise") -> np.ndarray:
     >>> check_audio_files(AudioInput("paths", ["/no/such.wav"]))
     Traceback (most recent call last):
     ...
-    ValueError: audio file '/no/such.wav' does not exist.
+    sklearn_ltm.encoders.audio_io.AudioFileError: audio file '/no/such.wav' does not exist.
     """
-    keep = np.ones(len(audio), dtype=bool)
     if audio.kind != "paths":
-        return keep
-    import soundfile as sf
+        return np.ones(len(audio), dtype=bool)
+    from .encoders.audio_io import check_audio_files as check_files
 
-    verdict: dict[str, str | None] = {}
-    for i, p in enumerate(audio.data):
-        if p not in verdict:
-            problem = None
-            if not os.path.isfile(p):
-                problem = "does not exist"
-            else:
-                try:
-                    if sf.info(p).frames == 0:
-                        problem = "is empty (0 frames)"
-                except Exception as exc:
-                    problem = f"cannot be read: {str(exc).rstrip('. ')}"  # one full stop
-            verdict[p] = problem
-        if verdict[p] is not None:
-            if on_bad == "raise":
-                raise ValueError(f"audio file {p!r} {verdict[p]}.")
-            keep[i] = False
-    if not keep.all():
-        bad = sorted({p for p, v in verdict.items() if v is not None})
-        warnings.warn(
-            f"skipped {len(bad)} unreadable audio file(s) ({int((~keep).sum())} pairs), "
-            f"e.g. {bad[:3]}", UserWarning, stacklevel=3)
-    return keep
+    return check_files(audio.data, on_bad, max_seconds=max_seconds, decode=decode,
+                       count_as="pairs", stacklevel=stacklevel)
 
 
 def _resolve_auto(kind: str, value, input_kind: str):
@@ -195,8 +182,11 @@ def make_pairs(X, y, groups=None, *, audio_encoder="auto", text_encoder="auto"):
                 f"groups has shape {groups.shape}; expected ({len(audio)},), one per pair."
             )
         groups = np.unique(groups, return_inverse=True)[1].astype(np.int64)
+    if hasattr(audio_component, "validate"):
+        audio_component.validate()  # on_bad_file, max_seconds checked before files are read
     on_bad = getattr(audio_component, "on_bad_file", "raise")
-    keep = check_audio_files(audio, on_bad)
+    keep = check_audio_files(audio, on_bad, max_seconds=getattr(audio_component, "max_seconds",
+                                                                None), stacklevel=5)
     if not keep.all():
         rows = np.flatnonzero(keep)
         if len(rows) < 2:

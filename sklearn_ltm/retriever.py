@@ -13,7 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from . import __version__, distributed
+from . import __version__, _checks, distributed
 from ._inputs import AudioInput, TextInput, check_audio, check_text
 from ._utils import atomic_write, resolve_device
 from ._validation import (
@@ -74,10 +74,6 @@ _CUSTOM = "<custom module>"
 _COMPONENT_PARAMS = ("audio_encoder", "text_encoder", "metric", "loss", "optimizer",
                      "lr_schedule")
 _DEFAULT_EPSILON, _DEFAULT_MASS, _DEFAULT_VALIDATION = 0.1, 1.0, 0.1
-
-
-def _read_checkpoint(path):
-    return None if path is None else torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _on_main_process(score_fn):
@@ -468,8 +464,8 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         """
         # 1. pairs and clip groups (bad files handled here); components, callbacks checked
         warm = bool(self.warm_start) and hasattr(self, "model_")
-        pairs, parts, val_set, callbacks, world = self._check_fit(X, y, groups, eval_set,
-                                                                  resume_from, warm)
+        pairs, parts, val_set, callbacks, world, resume_state = self._check_fit(
+            X, y, groups, eval_set, resume_from, warm)
         # the same seed on every rank (rank 0's, also with random_state=None): same noise,
         # split, initialisation and batch order everywhere
         seed = distributed.broadcast_object(
@@ -480,6 +476,8 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         if val_set is None:
             train_pairs, val_pairs = split_validation(pairs.clip_of_pair,
                                                       self.validation_fraction, rng)
+            _checks.warn_if_no_validation(self.validation_fraction, pairs.n_clips,
+                                          len(np.unique(pairs.clip_of_pair[val_pairs])))
         else:
             train_pairs, val_pairs = np.arange(len(pairs.text)), np.zeros(0, dtype=np.int64)
         # 3. caption noise
@@ -490,11 +488,13 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
             torch.manual_seed(torch_seed)
             # 4. the model (kept by a warm start)
             self._build(pairs, parts, train_text, train_pairs, keep=warm)
+            if resume_state is not None:
+                _checks.check_checkpoint_matches(resume_state, self.model_, resume_from)
             # 5. training
             trainer = self._make_trainer(parts, pairs, train_text, train_pairs, val_pairs,
                                          val_set, callbacks, rng, world)
             history = trainer.fit(self._training_data(pairs, train_text, train_pairs),
-                                  resume_state=_read_checkpoint(resume_from))
+                                  resume_state=resume_state)
         if world.world_size > 1:  # rank 0 may still be writing a checkpoint
             distributed.barrier()
         # 6. fitted attributes
@@ -508,10 +508,12 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         check_micro_batch_size(getattr(self._component("optimizer"), "micro_batch_size", None),
                                self.batch_size)
         callbacks = self._check_callbacks()
-        if resume_from is not None and not os.path.isfile(resume_from):
-            raise ValueError(f"resume_from={resume_from!r} is not a file.")
+        _checks.check_estimator_numbers(self)
+        resume_state = (None if resume_from is None
+                        else _checks.load_checkpoint_safely(resume_from))
         pairs, audio_component, text_component = make_pairs(
             X, y, groups, audio_encoder=self.audio_encoder, text_encoder=self.text_encoder)
+        _checks.warn_if_single_clip(pairs.n_clips, len(pairs.text), stacklevel=4)
         parts = self._resolve_parts(audio_component, text_component)
         val_set = None if eval_set is None else self._eval_pairs(eval_set, parts)
         self._warn_inapplicable(parts, pairs.audio_kind, device)
@@ -524,7 +526,7 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         if world.backend == "nccl":  # one process per GPU: this rank's
             device = world.device
         self.device_ = str(device)
-        return pairs, parts, val_set, callbacks, world
+        return pairs, parts, val_set, callbacks, world, resume_state
 
     def _join_distributed(self, pairs: Pairs, resume_from, device):
         """Under torchrun, join the process group (NCCL for a CUDA device, else gloo) and
@@ -594,6 +596,9 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         audio_module, text_module, architecture = build_encoders(
             audio, text, audio_dim=audio_dim, text_dim=text_dim, captions=captions)
         architecture.update(embedding_dim=int(self.embedding_dim), hidden_dim=self.hidden_dim)
+        _checks.check_capacity(self.embedding_dim, architecture["audio_dim"],
+                               architecture["text_dim"], hidden_dim=self.hidden_dim,
+                               metric=parts["metric"], device=self.device_)
         self.model_ = build_model(architecture, audio=audio, text=text, metric=parts["metric"],
                                   embedding_dim=self.embedding_dim, hidden_dim=self.hidden_dim,
                                   audio_module=audio_module, text_module=text_module)
@@ -716,7 +721,9 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
                 f"X has {audio.data.shape[1]} features, but LTMRetriever is expecting "
                 f"{self.n_features_in_} features as input (the number it was fitted with)."
             )
-        check_audio_files(audio)
+        # fit decoded every file; here headers only (load_audio refuses NaN samples)
+        check_audio_files(audio, max_seconds=getattr(self.audio_encoder_, "max_seconds", None),
+                          decode=False)
         return self._prepare_audio(audio)
 
     def transform(self, X, *, window_seconds=None, hop_seconds=None, pooling="mean"):
@@ -938,16 +945,22 @@ class LTMRetriever(TransformerMixin, BaseEstimator):
         payload = read_payload(path, _FORMAT, _READABLE_VERSIONS, _FORMAT_VERSION)
         from ._persistence import fitted_components, params_from_payload
 
-        params = params_from_payload(payload, audio_encoder, text_encoder)
-        params["device"] = device
-        est = cls(**params)
-        components = fitted_components(payload, params, audio_encoder, text_encoder)
+        _checks.validate_model_payload(payload, path, cls)  # after a format-1 translation
+        with _checks.model_file_errors(path, "bad parameter"):
+            params = params_from_payload(payload, audio_encoder, text_encoder)
+            params["device"] = device
+            est = cls(**params)
+            est._validate_params()
+            components = fitted_components(payload, params, audio_encoder, text_encoder)
         arch = payload["architecture"]
-        est.model_ = build_model(arch, audio=components["audio_encoder"],
-                                 text=components["text_encoder"], metric=components["metric"],
-                                 embedding_dim=arch.get("embedding_dim", est.embedding_dim),
-                                 hidden_dim=arch.get("hidden_dim", est.hidden_dim))
-        est.model_.load_state_dict(payload["state_dict"])
+        with _checks.model_file_errors(path, "'architecture' is refused by the encoder",
+                                       also=(ValueError,)):
+            est.model_ = build_model(arch, audio=components["audio_encoder"],
+                                     text=components["text_encoder"],
+                                     metric=components["metric"],
+                                     embedding_dim=arch.get("embedding_dim", est.embedding_dim),
+                                     hidden_dim=arch.get("hidden_dim", est.hidden_dim))
+        _checks.load_state_checked(est.model_, payload["state_dict"], path)
         est.model_.eval()
         est._architecture = dict(arch)
         for key, component in components.items():

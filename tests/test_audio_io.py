@@ -12,6 +12,7 @@ import torch
 from sklearn_ltm.encoders import (
     AudioFileError,
     AudioFilesSkippedWarning,
+    check_audio_files,
     load_audio,
     load_audio_batch,
     pad_batch,
@@ -268,3 +269,95 @@ def test_real_clotho_clip_resampled_and_cropped():
     rms_native, rms_resampled = np.sqrt(np.mean(native**2)), np.sqrt(np.mean(y[:32000] ** 2))
     assert rms_resampled == pytest.approx(rms_native, rel=0.05)
 
+
+
+# --------------------------------------------------------------------------- check_audio_files
+def test_check_audio_files_decodes_each_distinct_file_once(tmp_path, monkeypatch):
+    from sklearn_ltm.encoders import audio_io
+
+    sr = 16000
+    good = [_write(tmp_path / f"ok{i}.wav", _sine(440, sr, 0.2), sr) for i in range(2)]
+    calls = []
+    real = audio_io._validate_file
+    monkeypatch.setattr(audio_io, "_validate_file",
+                        lambda p, s, d=True: (calls.append(p), real(p, s, d))[1])
+    keep = check_audio_files([good[0], good[1], good[0], str(good[0])])
+    assert keep.tolist() == [True] * 4 and sorted(calls) == sorted(map(str, good))
+
+
+@pytest.mark.parametrize("kind, reason", [("missing", "does not exist"), ("empty_bytes", "empty"),
+                                          ("no_samples", "empty"), ("corrupt", "could not be decoded"),
+                                          ("nan_samples", "NaN"), ("directory", "is a directory")])
+def test_check_audio_files_raises_naming_every_kind_of_bad_file(tmp_path, kind, reason):
+    if kind == "directory":
+        path = tmp_path / "looks_like.wav"
+        path.mkdir()
+    else:
+        path = _make_bad_file(tmp_path, kind)
+    with pytest.raises(AudioFileError, match=reason) as info:
+        check_audio_files([path])
+    assert info.value.path == str(path) and str(path) in str(info.value)
+
+
+def test_check_audio_files_skip_counts_files_and_entries_in_one_warning(tmp_path):
+    sr = 16000
+    good = _write(tmp_path / "ok.wav", _sine(440, sr, 0.2), sr)
+    nan = _make_bad_file(tmp_path, "nan_samples")
+    folder = tmp_path / "folder.wav"
+    folder.mkdir()
+    paths = [good, nan, folder, nan, good]
+    with pytest.warns(AudioFilesSkippedWarning) as record:
+        keep = check_audio_files(paths, "skip", count_as="pairs", n_jobs=2)
+    assert len(record) == 1
+    assert "skipped 2 unreadable audio file(s) (3 pairs) of 3" in str(record[0].message)
+    assert keep.tolist() == [True, False, False, False, True]
+
+
+def test_check_audio_files_reads_only_what_will_be_used(tmp_path):
+    """NaN after max_seconds is never read by load_audio, so it does not count as bad."""
+    sr = 16000
+    x = _sine(440, sr, 1.0)
+    x[int(0.8 * sr)] = np.nan
+    path = _write(tmp_path / "late_nan.wav", x, sr, subtype="FLOAT")
+    assert check_audio_files([path], max_seconds=0.5).tolist() == [True]
+    assert load_audio(path, sr, max_seconds=0.5).shape == (sr // 2,)
+    with pytest.raises(AudioFileError, match="NaN"):
+        check_audio_files([path])
+    with pytest.raises(AudioFileError, match="NaN"):
+        load_audio(path, sr)
+
+
+def test_a_directory_is_reported_as_a_directory(tmp_path):
+    folder = tmp_path / "clip.wav"
+    folder.mkdir()
+    with pytest.raises(AudioFileError, match="is a directory, not a file"):
+        load_audio(folder, 16000)
+    with pytest.raises(AudioFileError, match="is a directory, not a file"):
+        load_audio_batch([folder], 16000)
+
+
+def test_check_audio_files_header_only_mode(tmp_path):
+    """decode=False finds missing, empty and headerless files, not NaN samples (cheap)."""
+    nan = _make_bad_file(tmp_path, "nan_samples")
+    assert check_audio_files([nan], decode=False).tolist() == [True]
+    for kind, reason in [("missing", "does not exist"), ("no_samples", "empty"),
+                         ("corrupt", "could not be decoded")]:
+        with pytest.raises(AudioFileError, match=reason):
+            check_audio_files([_make_bad_file(tmp_path, kind)], decode=False)
+
+
+def test_bench_audio_check_quick_run(tmp_path):
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_audio_check
+
+    assert bench_audio_check.main(["--n-files", "3", "--seconds", "0.5", "--repeats", "1",
+                                   "--results-dir", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "audio_check.json").read_text())
+    for fmt in ("flac", "wav"):
+        per = payload["results"][fmt]
+        assert per["load_audio"]["ratio_to_load_audio"] == pytest.approx(1.0)
+        assert 0 < per["header"]["ms_per_file"] and 0 < per["decode"]["ms_per_file"]
+    assert "bench_audio_check.py --n-files 3" in payload["provenance"]["command"]

@@ -129,10 +129,12 @@ def test_checkpoint_every_n_steps_and_each_epoch_atomically(tmp_path):
 
 
 def test_unwritable_checkpoint_paths_are_refused_before_training(tmp_path):
-    with pytest.raises(ValueError, match="folder .* does not exist"):
-        Checkpoint(tmp_path / "missing" / "x.ckpt").check()
-    with pytest.raises(ValueError, match="is a folder"):
-        check_writable(tmp_path, "checkpoint path")
+    Checkpoint(tmp_path / "missing" / "x.ckpt").check()  # a missing folder is created
+    assert not (tmp_path / "missing").exists()  # ... when the file is written, not before
+    with pytest.raises(ValueError, match="is a directory"):
+        check_writable(tmp_path, "Checkpoint(path)")
+    with pytest.raises(ValueError, match="is a directory"):
+        Checkpoint(tmp_path).check()
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)

@@ -164,8 +164,10 @@ def test_unwritable_checkpoint_path_is_refused_before_training(data, tmp_path):
         def on_train_begin(self, trainer, **kw):
             started.append(True)
 
-    with pytest.raises(ValueError, match="checkpoint path .* cannot be written"):
-        LTMRetriever(**FAST, callbacks=[Started(), Checkpoint(tmp_path / "no" / "c.ckpt")]).fit(
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    with pytest.raises(ValueError, match=r"Checkpoint\(path\)=.* cannot be written"):
+        LTMRetriever(**FAST, callbacks=[Started(), Checkpoint(a_file / "c.ckpt")]).fit(
             audio[:60], text[:60])
     assert started == []
 

@@ -136,8 +136,9 @@ class WaveformEncoder(_Trainable, AudioEncoder):
     num_workers : int, default=0
         Worker processes reading and resampling files during training.
     on_bad_file : {"raise", "skip"}, default="raise"
-        A missing, empty or unreadable file in ``fit``: raise an error naming it, or drop
-        its pairs with one warning that counts them.
+        A bad file in ``fit`` (missing, a directory, empty, undecodable, or holding NaN or
+        infinite samples): raise an error naming it, or drop its pairs with one warning
+        that counts them.
     freeze : bool, default=False
         Keep the encoder fixed (eval mode: no SpecAugment, no dropout).
     learning_rate : float or None, default=None
@@ -208,8 +209,9 @@ class PANNs(WaveformEncoder):
     num_workers : int, default=0
         Worker processes reading and resampling files during training.
     on_bad_file : {"raise", "skip"}, default="raise"
-        A missing, empty or unreadable file in ``fit``: raise an error naming it, or drop
-        its pairs with one warning that counts them.
+        A bad file in ``fit`` (missing, a directory, empty, undecodable, or holding NaN or
+        infinite samples): raise an error naming it, or drop its pairs with one warning
+        that counts them.
     freeze : bool, default=False
         Keep the encoder fixed (eval mode: no SpecAugment, no dropout).
     learning_rate : float or None, default=None

@@ -10,6 +10,7 @@ from .aisfx import AisfxEncoder, aisfx_checkpoint_path, load_aisfx_state_dict
 from .audio_io import (
     AudioFileError,
     AudioFilesSkippedWarning,
+    check_audio_files,
     load_audio,
     load_audio_batch,
     pad_batch,
@@ -46,6 +47,7 @@ __all__ = [
     "AisfxEncoder",
     "AudioFileError",
     "AudioFilesSkippedWarning",
+    "check_audio_files",
     "Cnn10Encoder",
     "Cnn14Encoder",
     "HFTextEncoder",

@@ -18,6 +18,7 @@ import numpy as np
 __all__ = [
     "AudioFileError",
     "AudioFilesSkippedWarning",
+    "check_audio_files",
     "load_audio",
     "load_audio_batch",
     "pad_batch",
@@ -78,10 +79,19 @@ def _check_max_seconds(max_seconds) -> float | None:
     return float(max_seconds)
 
 
-def _check_choice(value, name: str, accepted: tuple) -> str:
-    if value not in accepted:
-        raise ValueError(f"{name}={value!r} is not accepted; use one of {', '.join(map(repr, accepted))}.")
-    return value
+def _check_choice(value, name: str, accepted: tuple, caller: str) -> str:
+    from .._validation import StrOptions, check_value
+
+    return check_value(value, name, [StrOptions(set(accepted))], caller)
+
+
+def _check_n_jobs(n_jobs, caller: str):
+    from .._validation import check_value, positive_int
+
+    # a bool passes scikit-learn's Interval(Integral) but is no thread count: refuse it
+    check_value(repr(n_jobs) if isinstance(n_jobs, bool) else n_jobs, "n_jobs",
+                [positive_int(), None], caller)
+    return n_jobs
 
 
 def _check_path(path, name: str = "path") -> str:
@@ -153,16 +163,146 @@ def resample_waveforms(waveforms, orig_sr, target_sr):
 
 
 # --------------------------------------------------------------------------- reading
+def _check_is_file(path: str) -> None:
+    """Raise :class:`AudioFileError` unless ``path`` is a non-empty regular file."""
+    if os.path.isdir(path):
+        raise AudioFileError(f"audio file {path!r} is a directory, not a file.", path)
+    if not os.path.exists(path):
+        raise AudioFileError(f"audio file {path!r} does not exist.", path)
+    if not os.path.isfile(path):
+        raise AudioFileError(f"audio file {path!r} is not a regular file.", path)
+    if os.path.getsize(path) == 0:
+        raise AudioFileError(f"audio file {path!r} is empty (0 bytes).", path)
+
+
+_CHECK_BLOCK_FRAMES = 1 << 16
+
+
+def _validate_file(path: str, max_seconds: float | None, decode: bool = True) -> None:
+    """Decode the part of ``path`` that :func:`load_audio` would read (the first
+    ``max_seconds``, or all), block by block; raise :class:`AudioFileError` on any failure.
+    ``decode=False``: only the file and its header are checked."""
+    import soundfile as sf
+
+    _check_is_file(path)
+    if not decode:
+        try:
+            frames = sf.info(path).frames
+        except (RuntimeError, sf.SoundFileError, TypeError, ValueError, OSError) as exc:
+            raise AudioFileError(f"audio file {path!r} could not be decoded: {exc}", path) from exc
+        if frames == 0:
+            raise AudioFileError(f"audio file {path!r} is empty: it holds no audio samples.",
+                                 path)
+        return
+    n_read = 0
+    try:
+        with sf.SoundFile(path) as fh:
+            limit = None
+            if max_seconds is not None:
+                limit = math.ceil(max_seconds * fh.samplerate)
+            while limit is None or n_read < limit:
+                want = _CHECK_BLOCK_FRAMES if limit is None else min(_CHECK_BLOCK_FRAMES,
+                                                                     limit - n_read)
+                block = fh.read(want, dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                if not np.isfinite(block).all():
+                    raise AudioFileError(
+                        f"audio file {path!r} is corrupt: it holds NaN or infinite samples.", path)
+                n_read += block.shape[0]
+    except AudioFileError:
+        raise
+    except (RuntimeError, sf.SoundFileError, TypeError, ValueError, OSError) as exc:
+        raise AudioFileError(f"audio file {path!r} could not be decoded: {exc}", path) from exc
+    if n_read == 0:
+        raise AudioFileError(f"audio file {path!r} is empty: it holds no audio samples.", path)
+
+
+def check_audio_files(paths, on_error="raise", *, max_seconds=None, decode=True, n_jobs=None,
+                      count_as="entries", stacklevel=2):
+    """Decode every distinct file of ``paths`` once and say which entries are readable.
+
+    Each file is read as :func:`load_audio` reads it (the first ``max_seconds``, or all of
+    it), in blocks, so a file that is missing, a directory, empty, undecodable or holds NaN
+    or infinite samples is found before any work starts, at the cost of one decode.
+
+    Parameters
+    ----------
+    paths : sequence of str or path-like
+        The files; a file listed several times is decoded once.
+    on_error : {"raise", "skip"}, default="raise"
+        Raise :class:`AudioFileError` naming the first bad file, or mark its entries as
+        unreadable and warn once (:class:`AudioFilesSkippedWarning`) with the counts.
+    max_seconds : float or None, default=None
+        Decode only this much of each file (what will be used).
+    decode : bool, default=True
+        Decode the samples (finds NaN samples and corrupt data); ``False`` checks only that
+        each file is there and has a readable header with samples (much faster: no sample is read;
+        :func:`load_audio` still refuses a corrupt file when it reads it).
+    n_jobs : int or None, default=None
+        Threads decoding at the same time (None: 1).
+    count_as : str, default="entries"
+        Word for the entries in the warning (e.g. ``"pairs"``).
+    stacklevel : int, default=2
+        Stack level of the warning.
+
+    Returns
+    -------
+    keep : ndarray of bool, shape (len(paths),)
+        ``True`` where the entry's file is readable.
+
+    Examples
+    --------
+    >>> import tempfile, os, warnings, numpy as np, soundfile as sf
+    >>> folder = tempfile.mkdtemp()
+    >>> good, nan = os.path.join(folder, "good.wav"), os.path.join(folder, "nan.wav")
+    >>> sf.write(good, np.zeros(1600, dtype="float32"), 16000)
+    >>> sf.write(nan, np.full(1600, np.nan, dtype="float32"), 16000, subtype="FLOAT")
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     check_audio_files([good, nan, good, folder], on_error="skip")
+    array([ True, False,  True, False])
+    """
+    if isinstance(paths, (str, bytes, os.PathLike)) or not hasattr(paths, "__iter__"):
+        raise TypeError(f"paths={paths!r} is not a sequence of paths; give a list of file paths.")
+    paths = [_check_path(p, f"paths[{i}]") for i, p in enumerate(paths)]
+    _check_choice(on_error, "on_error", ON_ERROR_MODES, "check_audio_files")
+    max_seconds = _check_max_seconds(max_seconds)
+    _check_n_jobs(n_jobs, "check_audio_files")
+    distinct = list(dict.fromkeys(paths))
+
+    def check(path):
+        try:
+            _validate_file(path, max_seconds, decode)
+        except AudioFileError as exc:
+            if on_error == "raise":
+                raise
+            return exc
+        return None
+
+    if n_jobs is None or n_jobs == 1 or len(distinct) < 2:
+        verdicts = [check(p) for p in distinct]
+    else:
+        with ThreadPoolExecutor(max_workers=int(n_jobs)) as pool:
+            verdicts = list(pool.map(check, distinct))
+    failed = {p: v for p, v in zip(distinct, verdicts) if v is not None}
+    keep = np.array([p not in failed for p in paths], dtype=bool)
+    if failed:
+        first = next(iter(failed.values()))
+        warnings.warn(
+            f"skipped {len(failed)} unreadable audio file(s) ({int((~keep).sum())} {count_as}) "
+            f"of {len(distinct)}, e.g. {list(failed)[:3]}; first: {first}",
+            AudioFilesSkippedWarning,
+            stacklevel=stacklevel,
+        )
+    return keep
+
+
 def _read_file(path: str, max_frames_at: float | None, crop: str, rng):
     """Read (a crop of) ``path``: returns (float32 array (channels, n), file sample rate)."""
     import soundfile as sf
 
-    if not os.path.exists(path):
-        raise AudioFileError(f"audio file {path!r} does not exist.", path)
-    if os.path.isdir(path):
-        raise AudioFileError(f"audio file {path!r} is a directory, not a file.", path)
-    if os.path.getsize(path) == 0:
-        raise AudioFileError(f"audio file {path!r} is empty (0 bytes).", path)
+    _check_is_file(path)
     try:
         info = sf.info(path)
         start, stop = 0, None
@@ -230,7 +370,7 @@ def load_audio(path, sample_rate, *, max_seconds=None, mono=True, crop="start", 
     path = _check_path(path)
     sample_rate = check_sample_rate(sample_rate)
     max_seconds = _check_max_seconds(max_seconds)
-    _check_choice(crop, "crop", CROP_MODES)
+    _check_choice(crop, "crop", CROP_MODES, "load_audio")
     rng = check_random_state(random_state) if crop == "random" else None
     data, file_sr = _read_file(path, max_seconds, crop, rng)
     if mono:
@@ -342,11 +482,9 @@ def load_audio_batch(paths, sample_rate, *, max_seconds=None, on_error="raise", 
     paths = [_check_path(p, f"paths[{i}]") for i, p in enumerate(paths)]
     sample_rate = check_sample_rate(sample_rate)
     max_seconds = _check_max_seconds(max_seconds)
-    _check_choice(on_error, "on_error", ON_ERROR_MODES)
-    _check_choice(crop, "crop", CROP_MODES)
-    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral)
-                               or n_jobs < 1):
-        raise ValueError(f"n_jobs={n_jobs!r} is not accepted; give None or an int >= 1.")
+    _check_choice(on_error, "on_error", ON_ERROR_MODES, "load_audio_batch")
+    _check_choice(crop, "crop", CROP_MODES, "load_audio_batch")
+    _check_n_jobs(n_jobs, "load_audio_batch")
     rng = check_random_state(random_state)
     seeds = rng.randint(0, 2**31 - 1, size=len(paths)) if crop == "random" else [None] * len(paths)
 

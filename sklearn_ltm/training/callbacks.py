@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import tempfile
 
 import numpy as np
 import torch
@@ -55,38 +54,29 @@ MONITORS = tuple(f"{d}_{m}" for d in ("t2a", "a2t") for m in _METRIC_NAMES)
 
 
 def check_writable(path, what: str) -> str:
-    """Raise ``ValueError`` unless a file can be written at ``path`` (tested by writing a
-    temporary file in its folder, removed at once); return ``path`` as a str.
+    """Raise ``ValueError`` unless a file can be written at ``path``; return it as a str.
+
+    The project's one writability check, :func:`sklearn_ltm._checks.check_writable_path`
+    (also used by the CLI's ``--output`` and ``--cache``): refused are a folder, a path
+    under a file, an empty name, a folder where no file can be created; missing parent
+    folders are fine when they can be created (the file's atomic write creates them).
 
     Parameters
     ----------
     path : str or path-like
     what : str
-        Named in the message, e.g. ``"checkpoint path"``.
+        Named in the message, e.g. ``"Checkpoint(path)"``.
 
     Examples
     --------
-    >>> check_writable("/nonexistent-folder/x.ckpt", "checkpoint path")
+    >>> check_writable("/proc/x.ckpt", "Checkpoint(path)")
     Traceback (most recent call last):
     ...
-    ValueError: checkpoint path '/nonexistent-folder/x.ckpt' cannot be written: its folder '/nonexistent-folder' does not exist.
+    ValueError: Checkpoint(path)='/proc/x.ckpt' cannot be written: ...
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ValueError(f"{what} {path!r} is a folder; give a file name.")
-    if not os.path.isdir(folder):
-        raise ValueError(f"{what} {path!r} cannot be written: its folder {folder!r} does not "
-                         "exist.")
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".sklearn-ltm-probe-")
-    except OSError as exc:
-        raise ValueError(f"{what} {path!r} cannot be written: {exc.strerror or exc}.") from exc
-    os.close(fd)
-    os.unlink(probe)
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise ValueError(f"{what} {path!r} cannot be written: the file is read-only.")
-    return path
+    from .._checks import check_writable_path
+
+    return str(check_writable_path(path, what))
 
 
 class Callback(BaseEstimator):
@@ -367,7 +357,7 @@ class Checkpoint(Callback):
 
     def check(self):
         super().check()
-        check_writable(self.path, "checkpoint path")
+        check_writable(self.path, "Checkpoint(path)")
 
     def save(self, trainer):
         """Write ``trainer.state_dict()`` to ``path`` (main process only)."""
