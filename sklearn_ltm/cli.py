@@ -564,14 +564,17 @@ def _search_index(args, model):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         index.add(files, window_seconds=args.window_seconds, hop_seconds=args.hop_seconds)
+    if len(index) == 0:  # one line: the error says it all (the skip warning is its detail)
+        detail = next((str(w.message) for w in caught if issubclass(w.category, UserWarning)),
+                      "")
+        first = detail.split("e.g. ", 1)[1].rstrip(".") if "e.g. " in detail else ""
+        raise UserError(f"none of the {len(files)} audio files under {args.audio_dir} could be "
+                        "read" + (f", e.g. {first}" if first else "") + ".")
     for w in caught:  # skipped files, an unwritable cache: one line each
         if issubclass(w.category, UserWarning):
             print(f"sklearn-ltm search: warning: {w.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if len(index) == 0:
-        raise UserError(f"none of the {len(files)} audio files under {args.audio_dir} could be "
-                        "read.")
     if args.index is not None:
         index.save(args.index)
     return index
