@@ -126,6 +126,15 @@ def summarize_contest(scores: dict, metric: str = _HEADLINE, title_ratios=None) 
 
     labels = list(dict.fromkeys(label for label, _ in scores))
     ratios = sorted({ratio for _, ratio in scores})
+    def paired(a, b):
+        """(mean difference, its std, clear) of the per-seed differences a - b."""
+        n = min(len(a), len(b))
+        d = a[:n] - b[:n]
+        std = float(d.std(ddof=1)) if n > 1 else float("inf")
+        critical = float(student_t.ppf(0.975, n - 1)) if n > 1 else float("inf")
+        return float(d.mean()), std, bool(n > 1 and np.all(d > 0)
+                                          and d.mean() > critical * std / np.sqrt(n))
+
     per_ratio = {}
     for ratio in ratios:
         present = [lb for lb in labels if (lb, ratio) in scores]
@@ -134,16 +143,18 @@ def summarize_contest(scores: dict, metric: str = _HEADLINE, title_ratios=None) 
         means = {lb: float(v.mean()) for lb, v in values.items()}
         order = sorted(present, key=lambda lb: -means[lb])
         entry = {"mean": means, "leader": order[0], "runner_up": None, "difference": 0.0,
-                 "difference_std": 0.0, "n_seeds": int(len(values[order[0]])), "clear": False}
+                 "difference_std": 0.0, "n_seeds": int(len(values[order[0]])), "clear": False,
+                 "top": [order[0]], "behind": []}
         if len(order) > 1:
-            lead, second = values[order[0]], values[order[1]]
-            n = min(len(lead), len(second))
-            d = lead[:n] - second[:n]
-            std = float(d.std(ddof=1)) if n > 1 else float("inf")
-            critical = float(student_t.ppf(0.975, n - 1)) if n > 1 else float("inf")
-            entry.update(runner_up=order[1], difference=float(d.mean()), difference_std=std,
-                         clear=bool(n > 1 and np.all(d > 0)
-                                    and d.mean() > critical * std / np.sqrt(n)))
+            diff, std, clear = paired(values[order[0]], values[order[1]])
+            entry.update(runner_up=order[1], difference=diff, difference_std=std, clear=clear)
+            # the leading group: the leader and those it does not beat beyond the spread;
+            # "behind": the set-ups every member of that group beats beyond the spread
+            top = [order[0]] + [lb for lb in order[1:]
+                                if not paired(values[order[0]], values[lb])[2]]
+            entry["top"] = top
+            entry["behind"] = [lb for lb in order if lb not in top
+                               and all(paired(values[t], values[lb])[2] for t in top)]
         per_ratio[ratio] = entry
 
     def where(ratio):
@@ -154,6 +165,8 @@ def summarize_contest(scores: dict, metric: str = _HEADLINE, title_ratios=None) 
         e = per_ratio[ratio]
         if e["clear"]:
             return f"{e['leader']} leads {where(ratio)}"
+        if e["behind"]:
+            return (f"{' and '.join(e['top'])} lead {', '.join(e['behind'])} {where(ratio)}")
         return f"no clear winner {where(ratio)}"
 
     name = metric.replace("_", " ")
@@ -173,13 +186,23 @@ def summarize_contest(scores: dict, metric: str = _HEADLINE, title_ratios=None) 
                              "beyond the seed spread.")
         else:
             sentences.append(f"{where(ratio).capitalize()}, {e['leader']} is {gap}, "
-                             "which is within the seed spread: no clear winner.")
+                             "which is within the seed spread: no clear winner between them.")
+        for other in e["behind"]:
+            if e["clear"] and other == e["runner_up"]:
+                continue  # said above
+            d = [paired(np.array([m[metric] for m in scores[(t, ratio)]], dtype=float),
+                        np.array([m[metric] for m in scores[(other, ratio)]], dtype=float))[0]
+                 for t in e["top"]]
+            sentences.append(f"{' and '.join(e['top'])} {'is' if len(e['top']) == 1 else 'are'} "
+                             f"ahead of {other} beyond the seed spread ("
+                             + ", ".join(f"{_pct(x)}" for x in d) + " points).")
     if title_ratios is None:
         shown = [r for r in ratios if r == 0] + [r for r in ratios if r != 0][-1:]
     else:
         shown = [r for r in title_ratios if r in per_ratio]
     title = "; ".join(phrase(r) for r in shown) if shown else "no runs"
-    return {"ratios": per_ratio, "title": title[0].upper() + title[1:],
+    title = "No" + title[2:] if title.startswith("no ") else title  # keep "m-LTM" as written
+    return {"ratios": per_ratio, "title": title,
             "summary": " ".join(sentences), "metric": metric}
 
 
@@ -482,6 +505,9 @@ def run_demo(output="ltm-demo-report", *, n_clips=None, noise_ratio=0.4, quick=F
 def _write_page(path, *, contest, clean, noisy, noise_ratio, gap_rows, examples, example_label,
                 example_scores, n_clips, random_state, text_model, header, elapsed, seeds):
     esc = html.escape
+    from .retriever import LTMRetriever
+
+    metric_name = f"metric={LTMRetriever().metric!r}"
 
     def html_table(rows, ratio):
         best = {k: max(_mean_std([m[k] for m in seeds_])[0] for seeds_ in rows.values())
@@ -498,9 +524,13 @@ def _write_page(path, *, contest, clean, noisy, noise_ratio, gap_rows, examples,
                         f"</span>{esc(label)}</td>{''.join(cells)}</tr>")
         e = contest["ratios"][ratio]
         metric = esc(contest['metric'].replace('_', ' '))
-        verdict = (f"{esc(e['leader'])} leads on {metric} beyond the seed "
-                   "spread." if e["clear"] else
-                   f"No loss leads on {metric} beyond the seed spread.")
+        if e["clear"]:
+            verdict = f"{esc(e['leader'])} leads on {metric} beyond the seed spread."
+        elif e.get("behind"):
+            verdict = (f"{esc(' and '.join(e['top']))} lead {esc(', '.join(e['behind']))} on "
+                       f"{metric} beyond the seed spread; no clear winner between them.")
+        else:
+            verdict = f"No loss leads on {metric} beyond the seed spread."
         return (f"<table><tr><th>loss</th>{head}</tr>{''.join(body)}</table>"
                 f"<p class=\"verdict\">{verdict} Bold: the best mean of each column.</p>")
 
@@ -532,7 +562,7 @@ small{{color:#666}}.verdict{{margin-top:-.5em}}</style></head><body>
 <p>Synthetic corpus of {n_clips} clips (two captions each) from
 <code>make_sound_captions(random_state={random_state})</code>; audio features: log-mel
 segment statistics; caption features: {esc(str(text_model))} (frozen). Every model has the
-same heads and a learned Mahalanobis ground metric; only the loss differs. Each set-up is
+same heads and the library's default ground metric ({esc(metric_name)}); only the loss differs. Each set-up is
 trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}: initialisation, batches,
 validation split and which captions are shuffled); the corpus and the test split stay fixed.
 Tables show mean ± standard deviation over the seeds. A lead is called <em>beyond the seed

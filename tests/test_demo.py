@@ -94,3 +94,19 @@ def test_demo_report_is_complete_and_self_contained(tmp_path, monkeypatch):
     # one colour per model, the same in every table
     for colour in _COLOURS.values():
         assert html.count(f"background:{colour}") == 3  # two result tables + the gap table
+
+
+def test_a_leading_group_is_named_when_it_beats_the_rest_beyond_the_spread():
+    # A and B tie (alternating winner); both beat C by a wide, consistent margin
+    a, b, c = [0.70, 0.72, 0.69, 0.73, 0.71], [0.71, 0.70, 0.72, 0.70, 0.72], [0.50, 0.52, 0.49,
+                                                                              0.51, 0.50]
+    scores = {(lb, 0.0): [{"m": v} for v in vals] for lb, vals in (("A", a), ("B", b), ("C", c))}
+    out = summarize_contest(scores, "m")
+    e = out["ratios"][0.0]
+    assert not e["clear"] and set(e["top"]) == {"A", "B"} and e["behind"] == ["C"]
+    assert out["title"] in ("A and B lead C on clean captions", "B and A lead C on clean captions")
+    assert "ahead of C beyond the seed spread" in out["summary"]
+    # when C is close to them too, nothing is claimed
+    scores[("C", 0.0)] = [{"m": v - 0.005} for v in b]
+    out = summarize_contest(scores, "m")
+    assert out["ratios"][0.0]["behind"] == [] and out["title"].startswith("No clear winner")
