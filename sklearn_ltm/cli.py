@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 __all__ = ["main", "build_parser", "load_plugins", "PLUGIN_GROUP"]
 
@@ -202,6 +203,14 @@ def _verbosity(text: str) -> int:
     return level
 
 
+def _add_cache_option(parser) -> None:
+    """``--cache DIR``: the audio-embedding cache shared by search, evaluate and zero-shot."""
+    parser.add_argument("--cache", type=Path,
+                        help="audio-embedding cache folder, shared by search, evaluate and "
+                             "zero-shot (default: $XDG_CACHE_HOME/sklearn-ltm/embeddings, or "
+                             "~/.cache/sklearn-ltm/embeddings)")
+
+
 def _add_verbosity(parser) -> None:
     """The one verbosity switch of every command (``args.verbose``, resolved by
     :func:`resolve_verbosity`)."""
@@ -386,14 +395,12 @@ def user_cache_dir() -> Path:
     return root / "sklearn-ltm"
 
 
-def search_cache_path(audio_dir) -> Path:
-    """The default embedding cache of a searched folder: one cache folder per searched folder under
-    :func:`user_cache_dir`, named by a digest of the folder's absolute path (the folder
-    itself is never written to).
+def embedding_cache_dir() -> Path:
+    """The default audio-embedding cache of ``search``, ``evaluate`` and ``zero-shot``.
 
-    Parameters
-    ----------
-    audio_dir : path-like
+    One folder, ``user_cache_dir() / "embeddings"``, shared by the three commands: its
+    entries are keyed by each file's content hash and by the model, so a file embedded by
+    one command is reused by the others, and no command writes inside an audio folder.
 
     Returns
     -------
@@ -401,16 +408,98 @@ def search_cache_path(audio_dir) -> Path:
 
     Examples
     --------
-    >>> search_cache_path("sounds") == search_cache_path("./sounds")
-    True
-    >>> search_cache_path("sounds").parent.name
-    'search'
+    >>> embedding_cache_dir().name, embedding_cache_dir().parent.name
+    ('embeddings', 'sklearn-ltm')
     """
-    import hashlib
+    return user_cache_dir() / "embeddings"
 
-    folder = Path(audio_dir).expanduser().resolve()
-    digest = hashlib.sha256(str(folder).encode("utf-8")).hexdigest()[:16]
-    return user_cache_dir() / "search" / f"{folder.name or 'root'}-{digest}"
+
+class CachedAudioRetriever(BaseEstimator):
+    """A fitted retriever whose file embeddings go through the shared embedding cache.
+
+    ``transform`` of audio file paths reads (and fills) the :class:`~sklearn_ltm.search.SearchIndex`
+    file cache in ``cache_dir``; anything else, and ``embed_text``, goes to the retriever.
+
+    Parameters
+    ----------
+    retriever : LTMRetriever
+        Fitted.
+    cache_dir : path-like
+        The cache folder (see :func:`embedding_cache_dir`).
+    verbose : int, default=0
+        Progress of the embedding on stderr.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ltm import LTMRetriever
+    >>> rng = np.random.default_rng(0)
+    >>> model = LTMRetriever(embedding_dim=4, max_epochs=1, validation_fraction=0.0,
+    ...                      random_state=0).fit(rng.normal(size=(8, 6)), rng.normal(size=(8, 5)))
+    >>> cached = CachedAudioRetriever(model, "unused-for-features")
+    >>> cached.transform(np.ones((2, 6))).shape
+    (2, 4)
+    """
+
+    def __init__(self, retriever, cache_dir, verbose=0):
+        self.retriever = retriever
+        self.cache_dir = cache_dir
+        self.verbose = verbose
+
+    def __sklearn_is_fitted__(self):
+        return True  # a wrapper of a fitted retriever
+
+    def fit(self, X, y=None):
+        """Not available: the retriever is already fitted (train it with ``sklearn-ltm train``).
+
+        Raises
+        ------
+        TypeError
+            Always.
+        """
+        raise TypeError("CachedAudioRetriever wraps a fitted retriever; it is not trained.")
+
+    def transform(self, X):
+        """Audio embeddings, from the cache for files already embedded with this model.
+
+        Parameters
+        ----------
+        X : sequence of path or array-like
+            Audio files (cached), or whatever the retriever's ``transform`` takes.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, embedding_dim)
+        """
+        from .search import SearchIndex, _is_paths
+
+        if not _is_paths(X):
+            return self.retriever.transform(X)
+        paths = [str(p) for p in X]
+        index = SearchIndex(self.retriever, cache_dir=self.cache_dir, verbose=self.verbose)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            index.add(paths)
+        if len(index) != len(paths):
+            why = next((str(w.message) for w in caught), "")
+            raise ValueError(f"{len(paths) - len(index)} of {len(paths)} audio files could not "
+                             f"be embedded: {why.rstrip('.')}.")
+        for w in caught:  # e.g. an unwritable cache: said once, the run goes on
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return np.asarray(index.embeddings_)
+
+    def embed_text(self, y):
+        """Caption embeddings of the retriever.
+
+        Parameters
+        ----------
+        y : sequence of str or array-like
+
+        Returns
+        -------
+        ndarray of shape (n_samples, embedding_dim)
+        """
+        return self.retriever.embed_text(y)
 
 
 # ---------------------------------------------------------------------- commands
@@ -508,7 +597,8 @@ def _format_table(metrics: dict) -> str:
 def cmd_evaluate(args) -> int:
     from .evaluation import evaluate
 
-    model = _load_model(args.model)
+    model = CachedAudioRetriever(_load_model(args.model), args.cache or embedding_cache_dir(),
+                                 verbose=args.verbose)
     audio, captions = _load_pairs(args)
     metrics = evaluate(model, audio, captions, transductive=args.transductive,
                        epsilon=args.epsilon, verbose=args.verbose)
@@ -558,7 +648,7 @@ def _search_index(args, model):
         wanted = {(f, file_digest(f)) for f in files}
         if set(zip(index.sources_.tolist(), index.keys().tolist())) == wanted:
             return index
-    cache = args.cache or search_cache_path(args.audio_dir)
+    cache = args.cache or embedding_cache_dir()
     index = SearchIndex(model, backend=args.backend, factory=args.factory, nprobe=args.nprobe,
                         cache_dir=cache, verbose=args.verbose)
     with warnings.catch_warnings(record=True) as caught:
@@ -680,6 +770,7 @@ def cmd_zero_shot(args) -> int:
             files.append(p)
         else:
             raise UserError(f"{f} does not exist.")
+    model = CachedAudioRetriever(model, args.cache or embedding_cache_dir(), verbose=args.verbose)
     clf = ZeroShotAudioClassifier(model, template=args.template,
                                   verbose=args.verbose).fit(None, labels)
     proba = clf.predict_proba([str(f) for f in files])
@@ -778,6 +869,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=_help_of("transductive", [evaluate]))
     p.add_argument("--epsilon", type=float, default=0.05,
                    help=f"{_help_of('epsilon', [evaluate])} (default: 0.05)")
+    _add_cache_option(p)
     _add_verbosity(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -819,9 +911,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="index windows of this length (hits give start-end times)")
     p.add_argument("--hop-seconds", type=float, default=None,
                    help="step between windows (default: the window length)")
-    p.add_argument("--cache", type=Path, help="embedding cache folder (default: one folder "
-                   "per searched folder under $XDG_CACHE_HOME/sklearn-ltm/search, or "
-                   "~/.cache/sklearn-ltm/search)")
+    _add_cache_option(p)
     _add_verbosity(p)
     p.set_defaults(func=cmd_search)
 
@@ -860,6 +950,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"{_help_of('template', [ZeroShotAudioClassifier])} "
                         "(default: %(default)r)")
     p.add_argument("files", nargs="+", help="audio files or folders")
+    _add_cache_option(p)
     _add_verbosity(p)
     p.set_defaults(func=cmd_zero_shot)
     return parser

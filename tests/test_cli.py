@@ -306,21 +306,50 @@ def test_train_final_line_names_the_files_their_sizes_and_the_scores(corpus, tmp
 
 def test_search_cache_defaults_to_the_user_cache_dir(corpus, model_file, tmp_path, monkeypatch,
                                                      capsys):
-    from sklearn_ltm.cli import search_cache_path, user_cache_dir
+    from sklearn_ltm.cli import embedding_cache_dir, user_cache_dir
 
-    root, _, _ = corpus
+    root, csv, _ = corpus
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert user_cache_dir() == tmp_path / "xdg" / "sklearn-ltm"
     before = sorted(p.name for p in root.iterdir())
     assert main(["search", "--model", str(model_file), "--audio-dir", str(root),
                  "--query", "a pure tone", "-k", "2"]) == 0
-    cache = search_cache_path(root)
-    assert cache.is_dir() and any(cache.iterdir())
-    assert cache.parent == tmp_path / "xdg" / "sklearn-ltm" / "search"
+    cache = embedding_cache_dir()
+    assert cache.is_dir() and cache.parent == tmp_path / "xdg" / "sklearn-ltm"
     assert sorted(p.name for p in root.iterdir()) == before  # nothing written in the folder
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert user_cache_dir() == tmp_path / "home" / ".cache" / "sklearn-ltm"
+
+
+def test_evaluate_and_zero_shot_reuse_the_embeddings_search_cached(corpus, model_file, tmp_path,
+                                                                   monkeypatch, capsys):
+    import sklearn_ltm.retriever as retriever_module
+
+    root, csv, _ = corpus
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cache = tmp_path / "shared-cache"
+    assert main(["search", "--model", str(model_file), "--audio-dir", str(root), "--query",
+                 "a pure tone", "-k", "2", "--cache", str(cache), "--verbose", "0"]) == 0
+    capsys.readouterr()
+    fresh = main(["evaluate", "--model", str(model_file), "--dataset", "csv", "--csv", str(csv),
+                  "--format", "json", "--verbose", "0"])  # no --cache given: embeds anew
+    uncached = json.loads(capsys.readouterr().out)
+    assert fresh == 0
+    calls = []
+    real = retriever_module.LTMRetriever.transform
+    monkeypatch.setattr(retriever_module.LTMRetriever, "transform",
+                        lambda self, X, **kw: calls.append(len(X)) or real(self, X, **kw))
+    assert main(["evaluate", "--model", str(model_file), "--dataset", "csv", "--csv", str(csv),
+                 "--format", "json", "--cache", str(cache), "--verbose", "0"]) == 0
+    cached = json.loads(capsys.readouterr().out)
+    assert calls == []  # every clip came from the cache that search wrote
+    assert cached.keys() == uncached.keys()
+    for key, value in uncached.items():
+        assert cached[key] == pytest.approx(value, abs=1e-5), key
+    assert main(["zero-shot", "--model", str(model_file), "--labels", "tone,noise", "--cache",
+                 str(cache), "--verbose", "0", str(root)]) == 0
+    assert calls == [] and capsys.readouterr().out.count("\t") >= 2
 
 
 @pytest.mark.parametrize("content, message", [
