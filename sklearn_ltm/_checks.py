@@ -436,7 +436,13 @@ def check_checkpoint_matches(state: dict, model, path) -> None:
     >>> state = {"model": {"weight": torch.zeros(3, 2), "bias": torch.zeros(3)}}
     >>> check_checkpoint_matches(state, torch.nn.Linear(2, 3), "run.ckpt")
     """
-    problem = _shape_mismatch(model.state_dict(), state["model"])
+    expected = model.state_dict()
+    # a frozen pretrained encoder left out of the checkpoint (its fingerprint is kept, and
+    # checked by the Trainer) is rebuilt from the model, not read from the file
+    excluded = tuple(state.get("excluded_fingerprints", {}))
+    if excluded:
+        expected = {k: v for k, v in expected.items() if not k.startswith(excluded)}
+    problem = _shape_mismatch(expected, state["model"])
     if problem is not None:
         raise _bad_checkpoint(path, f"it was written for another model ({problem}); resume "
                                     "with the data and parameters of the run that wrote it.")

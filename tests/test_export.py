@@ -132,8 +132,8 @@ def test_feature_model_towers(tmp_path):
 
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(30, 6)), rng.normal(size=(30, 4))
-    est = LTMRetriever(embedding_dim=4, max_epochs=2, batch_size=10, validation_fraction=0.0,
-                       random_state=0).set_params(metric__rank=3).fit(X, y)
+    est = LTMRetriever(metric="mahalanobis", embedding_dim=4, max_epochs=2, batch_size=10,
+                       validation_fraction=0.0, random_state=0).set_params(metric__rank=3).fit(X, y)
     paths = export_towers(est, tmp_path / "f", format="torch.export")
     audio = torch.export.load(paths["audio"]).module()
     text = torch.export.load(paths["text"]).module()
