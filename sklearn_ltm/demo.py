@@ -144,7 +144,7 @@ def summarize_contest(scores: dict, metric: str = _HEADLINE, title_ratios=None) 
         order = sorted(present, key=lambda lb: -means[lb])
         entry = {"mean": means, "leader": order[0], "runner_up": None, "difference": 0.0,
                  "difference_std": 0.0, "n_seeds": int(len(values[order[0]])), "clear": False,
-                 "top": [order[0]], "behind": []}
+                 "top": [order[0]], "behind": [], "behind_margins": {}}
         if len(order) > 1:
             diff, std, clear = paired(values[order[0]], values[order[1]])
             entry.update(runner_up=order[1], difference=diff, difference_std=std, clear=clear)
@@ -153,8 +153,12 @@ def summarize_contest(scores: dict, metric: str = _HEADLINE, title_ratios=None) 
             top = [order[0]] + [lb for lb in order[1:]
                                 if not paired(values[order[0]], values[lb])[2]]
             entry["top"] = top
-            entry["behind"] = [lb for lb in order if lb not in top
-                               and all(paired(values[t], values[lb])[2] for t in top)]
+            margins = {lb: [paired(values[t], values[lb]) for t in top]
+                       for lb in order if lb not in top}
+            entry["behind"] = [lb for lb, m in margins.items() if all(c for _, _, c in m)]
+            # mean paired difference of each top set-up over each one behind (for the text)
+            entry["behind_margins"] = {lb: [d for d, _, _ in margins[lb]]
+                                       for lb in entry["behind"]}
         per_ratio[ratio] = entry
 
     def where(ratio):
@@ -192,9 +196,7 @@ def summarize_contest(scores: dict, metric: str = _HEADLINE, title_ratios=None) 
         for other in e["behind"]:
             if e["clear"] and other == e["runner_up"]:
                 continue  # said above
-            d = [paired(np.array([m[metric] for m in scores[(t, ratio)]], dtype=float),
-                        np.array([m[metric] for m in scores[(other, ratio)]], dtype=float))[0]
-                 for t in e["top"]]
+            d = e["behind_margins"][other]
             sentences.append(f"{' and '.join(e['top'])} {'is' if len(e['top']) == 1 else 'are'} "
                              f"ahead of {other} beyond the seed spread ("
                              + ", ".join(f"{_pct(x)}" for x in d) + " points).")
