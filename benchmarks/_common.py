@@ -58,6 +58,30 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
+#: glibc settings that keep freed large blocks in the process (no mmap/munmap per tensor):
+#: without them every large temporary is a fresh mapping whose pages fault in on first touch,
+#: which makes timings of B x B work vary by tens of percent from run to run.
+STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
+
+
+def allocator() -> str:
+    """The allocator settings this process runs under (recorded with the results)."""
+    if all(os.environ.get(k) == v for k, v in STEADY_MALLOC.items()):
+        return "glibc, mmap/trim thresholds 4 GiB"
+    return "glibc defaults"
+
+
+def steady_allocator() -> None:
+    """Re-run this script (``__main__`` only) under :data:`STEADY_MALLOC`.
+
+    Not when ``--system-malloc`` is on the command line or the settings are in place already.
+    Both sides of every ratio run in the same process, so they get the same allocator.
+    """
+    if "--system-malloc" in sys.argv[1:] or allocator() != "glibc defaults":
+        return
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **STEADY_MALLOC})
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     value = int(text)
@@ -90,6 +114,7 @@ def provenance(script: str | None = None, args: list[str] | None = None,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores visible",
         "torch_threads": torch.get_num_threads() if threads is None else threads,
+        "allocator": allocator(),
     }
 
 

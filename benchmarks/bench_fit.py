@@ -7,7 +7,12 @@ Plants a shared latent code in 10,000 pairs of 512-d "audio" and 384-d "text" fe
 (``early_stopping=False``, no validation split) with each loss: m-LTM with full OT, m-LTM with
 partial OT (mass fraction 0.8) and the contrastive (InfoNCE) loss, side by side in one run.
 A held-out set of fresh clips checks that each fit learned something (text-to-audio R@1 and
-R@10 against chance). Target: each fit under 60 s on 2 cores.
+R@10 against chance). Targets: each fit under 60 s on 2 cores (issue 3), and fit time over
+the contrastive fit's at most 1.3x for full OT and 1.6x for partial OT (issue 11).
+``--repeats N`` lets the methods take turns N times and keeps each one's fastest fit. Run from
+the shell, the script re-runs itself with large glibc mmap/trim thresholds (no page faults
+for every large temporary; ``--system-malloc`` keeps the defaults); the allocator is
+recorded with the results.
 
 Run
 ---
@@ -31,10 +36,17 @@ import numpy as np
 
 METHODS = {k: v for k, v in _common.LOSS_SETTINGS.items() if k != "triplet"}
 TARGET_SECONDS = 60.0
+#: Issue 11's targets: fit time over the contrastive fit's.
+RATIO_TARGETS = {"m-LTM (full OT)": 1.3, "m-LTM (partial OT, s=0.8)": 1.6}
 
 
-def run(n_pairs: int, epochs: int, n_test: int, batch_size: int, seed: int, log=print) -> dict:
-    """Time one fit per method on the same planted data; return the results dict."""
+def run(n_pairs: int, epochs: int, n_test: int, batch_size: int, seed: int, log=print,
+        repeats: int = 1) -> dict:
+    """Time each method's fit on the same planted data; return the results dict.
+
+    With ``repeats`` > 1 the methods take turns (round robin) and each keeps its fastest fit,
+    so that a slow spell of a shared machine does not land on one method only.
+    """
     from sklearn_ltm import LTMRetriever
     from sklearn_ltm.evaluation import evaluate
 
@@ -44,10 +56,19 @@ def run(n_pairs: int, epochs: int, n_test: int, batch_size: int, seed: int, log=
     for params in METHODS.values():  # warm-up: first-call costs stay out of the timings
         _common.timed_fit(LTMRetriever(max_epochs=1, validation_fraction=0.0, batch_size=32,
                                        random_state=0, **params), audio[:64], text[:64])
+    times = {name: [] for name in METHODS}
+    for _ in range(repeats - 1):
+        for name, params in METHODS.items():
+            model = LTMRetriever(max_epochs=epochs, early_stopping=False,
+                                 validation_fraction=0.0, batch_size=batch_size,
+                                 random_state=seed, **params)
+            times[name].append(_common.timed_fit(model, audio[train], text[train])[0])
     for name, params in METHODS.items():
         model = LTMRetriever(max_epochs=epochs, early_stopping=False, validation_fraction=0.0,
                              batch_size=batch_size, random_state=seed, **params)
         seconds, not_converged = _common.timed_fit(model, audio[train], text[train])
+        times[name].append(seconds)
+        seconds = min(times[name])
         scores = evaluate(model, audio[test], text[test], groups=np.arange(n_test))
         rows[name] = {
             "fit_seconds": seconds,
@@ -58,11 +79,13 @@ def run(n_pairs: int, epochs: int, n_test: int, batch_size: int, seed: int, log=
             "heldout_t2a_R@10": scores["t2a_R@10"],
             "sinkhorn_not_converged": not_converged,
             "under_target": seconds < TARGET_SECONDS,
+            "fit_seconds_all": times[name],
         }
         log(f"  {name}: {seconds:.1f} s, held-out t2a R@1 {scores['t2a_R@1']:.3f}")
     base = rows["contrastive (InfoNCE)"]["fit_seconds"]
-    for r in rows.values():
+    for name, r in rows.items():
         r["time_vs_contrastive"] = r["fit_seconds"] / base
+        r["ratio_target"] = RATIO_TARGETS.get(name)
     return rows
 
 
@@ -74,7 +97,9 @@ def planted_features(n, seed):
 def render(payload: dict) -> str:
     cfg, prov = payload["config"], payload["provenance"]
     rows = [[name, f"{r['fit_seconds']:.1f}", f"{r['seconds_per_epoch']:.2f}",
-             f"{r['time_vs_contrastive']:.2f}x", "yes" if r["under_target"] else "**no**",
+             f"{r['time_vs_contrastive']:.2f}x",
+             "-" if r.get("ratio_target") is None else f"<= {r['ratio_target']:.1f}x",
+             "yes" if r["under_target"] else "**no**",
              f"{100 * r['heldout_t2a_R@1']:.1f}", f"{100 * r['heldout_t2a_R@10']:.1f}",
              r["sinkhorn_not_converged"]]
             for name, r in payload["results"].items()]
@@ -86,10 +111,13 @@ def render(payload: dict) -> str:
         f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, `early_stopping=False`, no "
         f"validation split; held-out: {cfg['n_test']:,} fresh clips (chance R@1 = "
         f"{100 / cfg['n_test']:.2f} %). Target: each fit under {TARGET_SECONDS:.0f} s on 2 cores. "
-        "The three fits ran one after the other in one process, so their times compare "
-        "directly; absolute times depend on how busy the machine was.", "",
+        f"The three fits ran in one process, taking turns {cfg.get('repeats', 1)} time(s); "
+        "each row is the fastest of its fits, so their times compare directly; absolute "
+        f"times depend on how busy the machine was. Allocator: {prov.get('allocator', '-')}.",
+        "",
         _common.markdown_table(
-            ["loss", "fit s", "s / epoch", "vs contrastive", f"< {TARGET_SECONDS:.0f} s",
+            ["loss", "fit s", "s / epoch", "vs contrastive", "target",
+             f"< {TARGET_SECONDS:.0f} s",
              "held-out t2a R@1 %", "held-out t2a R@10 %", "Sinkhorn solves at max_iter"], rows),
     ])
 
@@ -104,6 +132,12 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=_common.positive_int, default=None,
                         help="torch threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=_common.positive_int, default=1,
+                        help="fits per method, taking turns; the fastest counts")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="keep glibc's default allocator settings (from the shell the "
+                             "script otherwise re-runs itself with large mmap/trim "
+                             "thresholds: steadier timings)")
     parser.add_argument("--output", default="fit",
                         help="file stem under --results-dir (default: fit)")
     parser.add_argument("--results-dir", default=None,
@@ -111,13 +145,15 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     threads = _common.set_threads(args.threads)
-    results = run(args.n_pairs, args.epochs, args.n_test, args.batch_size, args.seed)
+    results = run(args.n_pairs, args.epochs, args.n_test, args.batch_size, args.seed,
+                  repeats=args.repeats)
     payload = {
         "benchmark": "feature-mode fit time per loss",
         "provenance": _common.provenance(__file__, argv, threads=threads),
         "config": {"n_pairs": args.n_pairs, "epochs": args.epochs, "n_test": args.n_test,
                    "batch_size": args.batch_size, "audio_dim": 512, "text_dim": 384,
-                   "seed": args.seed, "target_seconds": TARGET_SECONDS},
+                   "seed": args.seed, "target_seconds": TARGET_SECONDS,
+                   "repeats": args.repeats},
         "results": results,
     }
     _common.publish(args.output, payload, render(payload), args.results_dir)
@@ -125,4 +161,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    _common.steady_allocator()
     sys.exit(main())

@@ -33,6 +33,11 @@ Usage::
     .venv/bin/python benchmarks/bench_transport.py --quick          # smoke run (B = 64, 128)
     .venv/bin/python benchmarks/bench_transport.py --sizes 256 --repeats 5
 
+Run from the shell, the script re-runs itself with large glibc mmap/trim thresholds, so that
+freed B x B temporaries stay in the process instead of faulting in fresh pages at every use
+(which makes the timings of both m-LTM and InfoNCE vary by tens of percent);
+``--system-malloc`` keeps glibc's defaults. The allocator is recorded with the results.
+
 Prints a table and writes ``benchmarks/results/transport.json`` and ``transport.md``.
 Runs on CPU, and on CUDA as well when a GPU is present.
 """
@@ -54,7 +59,14 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import ot  # noqa: E402
-from _common import markdown_table, positive_int, provenance, set_threads, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    markdown_table,
+    positive_int,
+    provenance,
+    set_threads,
+    steady_allocator,
+    write_results,
+)
 
 from sklearn_ltm.ground_metrics import MahalanobisMetric  # noqa: E402
 from sklearn_ltm.losses import ground_truth_plan, info_nce_loss, mltm_loss  # noqa: E402
@@ -359,6 +371,12 @@ def parse_args(argv=None):
     )
     parser.add_argument("--quick", action="store_true", help="B = 64, 128 and one repeat")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="keep glibc's default allocator settings (run from the shell, the script "
+        "otherwise re-runs itself with large mmap/trim thresholds: steadier timings)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.repeats = [64, 128], 1
@@ -421,7 +439,7 @@ def main(argv=None):
                 "# m-LTM loss, forward + backward (benchmarks/bench_transport.py)",
                 f"`{payload['provenance']['command']}` on {payload['provenance']['machine']}, "
                 f"{threads} torch threads, {payload['provenance']['date']}; POT {ot.__version__}; "
-                f"{args.clock} clock.",
+                f"{args.clock} clock; allocator: {payload['provenance']['allocator']}.",
                 table,
                 ratio_table,
                 "Time over InfoNCE's at the same B, and growth with B:",
@@ -434,4 +452,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    steady_allocator()
     main()

@@ -21,6 +21,9 @@ import torch
 #: A float32 solve asked for a tol below this finishes in float64 once float32 iterations stall
 #: (near 1e-6: rounding of log P itself).
 _FLOAT32_TOL = 1e-5
+#: ... but plans of at most this many entries are solved in float64 from the start (their
+#: iterations cost the same in either dtype, dispatch dominates).
+_SMALL_PLAN = 256 * 256
 #: Anneal epsilon when (cost range) / epsilon exceeds this ratio.
 _ANNEAL_RATIO = 64.0
 #: At most this many iterations at each intermediate epsilon when annealing ...
@@ -84,25 +87,22 @@ def _partial_block_step(log_sums, potential, log_capacity, mass):
     ``min(a_i, R_i e^{d})`` where the offset ``d`` makes them sum to ``mass``: a monotone
     piecewise equation, solved exactly after sorting the saturation thresholds
     ``t_i = log a_i - log R_i``. Returns the log offset to add to each row of the log-plan and
-    the new potentials ``min(0, t - d)``. All inputs are float64 ``(..., n)``.
+    the new potentials ``min(0, t - d)``. All inputs are float64 ``(..., n)``; every capacity
+    is > 0 (the module's contract), which keeps this to a couple of dozen tensor operations:
+    at the batch sizes of training their dispatch, not arithmetic, is the cost.
     """
-    zero = torch.isneginf(log_capacity)  # zero-capacity rows: -inf potential, never refilled
-    log_free = torch.where(zero, 0.0, log_sums - potential)
-    threshold = torch.where(zero, -math.inf, log_capacity - log_free)
+    log_free = log_sums - potential
+    threshold = log_capacity - log_free
     threshold_sorted, order = torch.sort(threshold, -1)
     capacity_sorted = torch.exp(log_capacity.gather(-1, order))
     before = torch.cumsum(capacity_sorted, -1) - capacity_sorted
-    free_sorted = torch.where(zero, -math.inf, log_free).gather(-1, order)
-    log_rest = torch.logcumsumexp(free_sorted.flip(-1), -1).flip(-1)
+    log_rest = torch.logcumsumexp(log_free.gather(-1, order).flip(-1), -1).flip(-1)
     mass_at = before + torch.exp(threshold_sorted + log_rest)
     k = (mass_at < mass).sum(-1, keepdim=True).clamp_max(threshold.shape[-1] - 1)
     remaining = (mass - before.gather(-1, k)).clamp_min(torch.finfo(torch.float64).tiny)
     offset = torch.log(remaining) - log_rest.gather(-1, k)
-    new_potential = torch.minimum(threshold - offset, torch.zeros_like(threshold))
-    step = new_potential - potential + offset
-    step = torch.where(zero & torch.isneginf(potential), 0.0, step)
-    return step, new_potential
-
+    new_potential = (threshold - offset).clamp_max(0.0)
+    return new_potential - potential + offset, new_potential
 
 
 def _solve_gram(
@@ -288,6 +288,20 @@ class _Plan:
             self._reset()
         return self.base
 
+    def plan64(self):
+        """The plan :math:`P` itself in float64.
+
+        In kernel mode it is :math:`K_{ij} e^{u_i} e^{v_j}`: two products per entry instead of
+        an absorption into :math:`B`, a new kernel and an exponential per entry.
+        """
+        if not self.kernel:
+            return self.base.double().exp()
+        return (
+            self.kernel_matrix.double()
+            * torch.exp(self.u)[..., :, None]
+            * torch.exp(self.v)[..., None, :]
+        )
+
     def replace(self, log_plan):
         self.base = log_plan
         if self.kernel:
@@ -303,6 +317,26 @@ class _Plan:
         if not bool(torch.isfinite(out).all()):  # an underflowed line: absorb, log-sum-exp
             return torch.logsumexp(self.log_plan(), dim).double()
         return out
+
+    def balanced_sweep(self, log_a, log_b, log_rows=None):
+        """One row and one column normalisation in kernel mode, as multiplicative Sinkhorn.
+
+        The new scalings are ``u = log a - log(K e^v)`` and ``v = log b - log(K^T e^u)``
+        (``log_rows``, when given, holds the current row log-sums). Returns False, leaving
+        the plan unchanged, when a scaling would leave ``[-limit, limit]`` or is not finite:
+        the caller then takes the log-domain path.
+        """
+        if log_rows is None:
+            sums = (self.kernel_matrix @ torch.exp(self.v).to(self.base.dtype)[..., None])
+            u = log_a - torch.log(sums[..., 0].double())
+        else:
+            u = self.u + (log_a - log_rows)
+        sums = torch.exp(u).to(self.base.dtype)[..., None, :] @ self.kernel_matrix
+        v = log_b - torch.log(sums[..., 0, :].double())
+        if not float(torch.maximum(u.abs().amax(), v.abs().amax())) <= self.limit:
+            return False
+        self.u, self.v = u, v
+        return True
 
     def log_rows(self):
         return self._log_sums(-1)
@@ -337,6 +371,8 @@ class _Plan:
 
 def _sweep(plan, log_a, log_b, mass, f, g, log_rows=None):
     """One row and one column scaling of a :class:`_Plan`; returns the new ``f, g``."""
+    if mass is None and plan.kernel and plan.balanced_sweep(log_a, log_b, log_rows):
+        return f, g
     if log_rows is None:
         log_rows = plan.log_rows()
     if mass is not None:
@@ -443,7 +479,7 @@ def _newton_step(state, log_a, log_b, mass, f, g, active):
     never makes a problem worse, however far from the optimum. Returns ``(f, g, accepted)``;
     ``accepted`` flags the problems whose step was taken. No scaling sweep is included.
     """
-    plan = state.log_plan().double().exp()
+    plan = state.plan64()
     u, v, t = _newton_direction(plan, log_a, log_b, mass, f, g)
     a, b = torch.exp(log_a), torch.exp(log_b)
     rows, cols = plan.sum(-1), plan.sum(-2)
@@ -490,16 +526,45 @@ def _newton_step(state, log_a, log_b, mass, f, g, active):
     return f, g, accepted
 
 
-def _slow(error, previous, tol, check_every):
-    """Whether some problem converges too slowly for scaling alone.
+def _remaining(error, previous, tol, span):
+    """Per-problem ``(log_rate, remaining)`` from two checks ``span`` iterations apart.
 
-    Its error shrank by less than ``_SLOW_RATIO`` over the last ``check_every`` iterations,
-    or, at the rate it shows, would need more than ``_NEWTON_WORTH`` more iterations.
+    ``log_rate`` (<= 0) is the log of the error's shrink factor per iteration; ``remaining``
+    the iterations that rate needs to reach ``tol`` (very large when the error stalls).
     """
     ratio = (error / previous.clamp_min(1e-300)).clamp(1e-300, 1.0)
-    remaining = check_every * torch.log(tol / error.clamp_min(1e-300)) / torch.log(ratio)
-    pending = error > tol
-    return bool((pending & ((ratio > _SLOW_RATIO) | (remaining > _NEWTON_WORTH))).any())
+    log_rate = torch.log(ratio) / torch.as_tensor(span).clamp_min(1)
+    need = torch.log(error.clamp_min(1e-300) / tol).clamp_min(0.0)
+    return log_rate, need / (-log_rate).clamp_min(1e-300)
+
+
+def _slow(error, previous, tol, span, check_every):
+    """Which problems converge too slowly for scaling alone (a bool mask).
+
+    At the rate it showed over the last ``span`` iterations, its error would shrink by less
+    than ``_SLOW_RATIO`` over ``check_every`` iterations, or it would need more than
+    ``_NEWTON_WORTH`` more iterations.
+    """
+    log_rate, remaining = _remaining(error, previous, tol, span)
+    slow = (log_rate * check_every > math.log(_SLOW_RATIO)) | (remaining > _NEWTON_WORTH)
+    return (error > tol) & slow & ~torch.isnan(previous)
+
+
+def _next_gaps(error, previous, tol, span, check_every, it):
+    """Iterations until each problem's next check (int64, CPU).
+
+    The first window is checked at ``check_every // 5`` and ``check_every // 2`` (a fast
+    problem stops early, a slow one is seen early); after that the gap is the number of
+    iterations the problem's observed rate needs to reach ``tol`` (at least 1, at most
+    ``check_every``), so that a converging problem stops within an iteration or two of its
+    goal with few checks (each one synchronises a GPU). ``previous`` is NaN for a problem
+    without an earlier check.
+    """
+    half = max(check_every // 2, 1)
+    first = half - it if it < half else half
+    _, remaining = _remaining(error, previous.nan_to_num(1.0), tol, span)
+    gaps = remaining.nan_to_num(float(check_every)).ceil().clamp(1, check_every)
+    return torch.where(torch.isnan(previous), first, gaps.to(torch.int64))
 
 
 def _select(mask, *tensors):
@@ -535,47 +600,98 @@ def iterate(cost, log_a, log_b, epsilon, mass, options):
     iters = torch.zeros(count, dtype=torch.int64)
     pieces = []
     promote = plan.base.dtype == torch.float32 and tol < _FLOAT32_TOL
+    if promote and not record and cost.shape[-1] * cost.shape[-2] <= _SMALL_PLAN:
+        plan.promote()  # small plans: float64 costs no more than float32, and never stalls
+        promote = False
     newton = options["newton"] and not record
-    wait, n_newton, it, previous, force = 0, 0, 0, None, False
+    n_newton, it, force = 0, 0, False
+    # Each problem keeps its own schedule, so that it stops at the iteration it would stop
+    # at alone: the error and iteration of its last check, its next check, a Newton phase
+    # (steps left, the error it started from, ending after this step), a cooldown in checks.
+    state = {
+        "previous": torch.full((count,), math.nan, dtype=torch.float64),
+        "previous_it": torch.zeros(count, dtype=torch.int64),
+        "due": torch.full((count,), max(check_every // 5, 1), dtype=torch.int64),
+        "steps": torch.zeros(count, dtype=torch.int64),
+        "start": torch.full((count,), math.nan, dtype=torch.float64),
+        "ending": torch.zeros(count, dtype=torch.bool),
+        "cooldown": torch.zeros(count, dtype=torch.int64),
+        "judged_slow": torch.zeros(count, dtype=torch.bool),
+    }
+    error, next_due, any_phase = None, int(state["due"].min()), False
     while True:
-        check = it >= budget or force or (it > 0 and it % check_every == 0)
         log_rows = None
-        if check:
-            force = False
+        if it >= budget or force or any_phase or it >= next_due:
+            in_phase = (state["steps"] > 0) | state["ending"]
             error, log_rows = _errors(plan, log_a, f)
-            done = (error <= tol) | (it >= budget)
-            if bool(done.any()):
+            measured = error.cpu()
+            everyone = force or it >= budget
+            checked = torch.ones_like(in_phase) if everyone else (state["due"] <= it) | in_phase
+            force = False
+            done_cpu = checked & ((measured <= tol) | (it >= budget))
+            if bool(done_cpu.any()):
+                done = done_cpu.to(error.device)
                 cpu_index = index[done].cpu()
-                errors[cpu_index] = error[done].cpu()
+                errors[cpu_index] = measured[done_cpu]
                 iters[cpu_index] = n_anneal + it
-                pieces.append((index[done], *_select(done, plan.log_plan(), f, g)))
-                keep = ~done
-                if not bool(keep.any()):
+                if bool(done_cpu.all()):  # no copy of the plans
+                    pieces.append((index, plan.log_plan(), f, g))
                     break
+                pieces.append((index[done], *_select(done, plan.log_plan(), f, g)))
+                keep, keep_cpu = ~done, ~done_cpu
                 plan.select(keep)
                 index, log_a, log_b, f, g, error = _select(keep, index, log_a, log_b, f, g, error)
+                measured, checked, in_phase = _select(keep_cpu, measured, checked, in_phase)
+                state = {key: value[keep_cpu] for key, value in state.items()}
                 log_rows = None
-                previous = None if previous is None else previous[keep]
-            slow = previous is not None and _slow(error, previous, tol, check_every)
-            previous = error
-            wait = max(wait - 1, 0)
-            if promote and slow:  # float32 stalls above tol: finish in float64
+            # a Newton phase that ends: cooldown unless it halved the error; fresh schedule
+            ended = state["ending"]
+            state["cooldown"] = torch.where(
+                ended & (measured > 0.5 * state["start"]), _NEWTON_COOLDOWN, state["cooldown"]
+            )
+            state["previous"] = torch.where(ended, math.nan, state["previous"])
+            state["ending"] = torch.zeros_like(ended)
+            regular = checked & ((state["steps"] == 0) | ended)
+            slow = _slow(
+                measured, state["previous"], tol, it - state["previous_it"], check_every
+            )
+            slow = regular & (slow | state["judged_slow"])
+            state["judged_slow"] = state["judged_slow"] & ~regular
+            gaps = _next_gaps(
+                measured, state["previous"], tol, it - state["previous_it"], check_every, it
+            )
+            state["due"] = torch.where(regular, it + gaps, state["due"])
+            state["previous"] = torch.where(regular, measured, state["previous"])
+            state["previous_it"] = torch.where(regular, it, state["previous_it"])
+            state["cooldown"] = torch.where(
+                regular, (state["cooldown"] - 1).clamp_min(0), state["cooldown"]
+            )
+            if promote and bool(slow.any()):  # float32 stalls above tol: finish in float64
                 plan.promote()
-                promote, previous, force = False, None, True
-                continue  # re-measure in float64
-            if newton and slow and not wait and not promote:
-                start = error
-                for _ in range(min(_NEWTON_STEPS, budget - it)):
-                    f, g, accepted = _newton_step(plan, log_a, log_b, mass, f, g, error > tol)
-                    f, g = _sweep(plan, log_a, log_b, mass, f, g)
-                    it, n_newton = it + 1, n_newton + 1
-                    error, _ = _errors(plan, log_a, f)
-                    if not bool((accepted & (error > tol)).any()):
-                        break
-                if not bool((error <= 0.5 * start).all()):
-                    wait = _NEWTON_COOLDOWN
-                previous, force = None, True
+                # re-measure in float64; the problems stay judged slow (Newton next)
+                promote, force = False, True
+                state["judged_slow"] = slow
+                state["previous"] = torch.full_like(state["previous"], math.nan)
                 continue
+            if newton:
+                begin = slow & (state["cooldown"] == 0)
+                state["steps"] = torch.where(
+                    begin, min(_NEWTON_STEPS, budget - it), state["steps"]
+                )
+                state["start"] = torch.where(begin, measured, state["start"])
+            next_due = int(state["due"].min())
+            any_phase = bool((state["steps"] > 0).any())
+        if any_phase:  # a Newton step (+ the sweep below) on the problems in a phase
+            stepping = state["steps"] > 0
+            active = stepping.to(error.device) & (error > tol)
+            f, g, accepted = _newton_step(plan, log_a, log_b, mass, f, g, active)
+            n_newton += 1
+            state["steps"] = torch.where(stepping, state["steps"] - 1, 0)
+            # the phase ends when the step was refused or the steps are spent
+            state["ending"] = stepping & (~accepted.cpu() | (state["steps"] == 0))
+            state["steps"] = torch.where(state["ending"], 0, state["steps"])
+            any_phase = bool(state["ending"].any() or (state["steps"] > 0).any())
+            log_rows = None  # measured before the step
         f, g = _sweep(plan, log_a, log_b, mass, f, g, log_rows)
         it += 1
 

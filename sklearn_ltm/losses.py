@@ -202,12 +202,50 @@ def mltm_loss(
     if normalize_cost:
         cost = cost / cost.max().clamp_min(torch.finfo(cost.dtype).tiny)
     options = dict(max_iter=max_iter, tol=tol, differentiation=differentiation, log_plan=True)
+    if mass_fraction == 1.0 and differentiation == "implicit":
+        target = ground_truth_plan(groups, group_aware, dtype=cost.dtype, device=cost.device)
+        return _BalancedPlanCrossEntropy.apply(cost, target, epsilon, max_iter, tol)
     if mass_fraction < 1.0:
         log_plan = partial_sinkhorn(cost, epsilon, mass_fraction, **options)
     else:
         log_plan = sinkhorn(cost, epsilon, **options)
     target = ground_truth_plan(groups, group_aware, dtype=log_plan.dtype, device=cost.device)
     return -(target * log_plan).sum() + math.log(mass_fraction)
+
+
+class _BalancedPlanCrossEntropy(torch.autograd.Function):
+    r""":math:`-\sum_{ij} \hat P_{ij} \log P_{ij}` for the balanced plan, with its closed-form gradient.
+
+    With :math:`\log P = (f \oplus g - C)/\varepsilon` and a target :math:`\hat P` whose
+    marginals are those of :math:`P` (uniform: :func:`ground_truth_plan`), the loss is
+    :math:`(\langle \hat P, C\rangle - \langle a, f\rangle - \langle b, g\rangle)/\varepsilon`,
+    and :math:`\langle a, f\rangle + \langle b, g\rangle` is the optimal value of the dual
+    plus the constant :math:`\varepsilon`. By the envelope theorem its derivative in
+    :math:`C` is :math:`P`, so
+
+    .. math:: \partial L / \partial C = (\hat P - P) / \varepsilon,
+
+    the gradient implicit differentiation gives, without its linear solve (as the softmax
+    cross-entropy's gradient is the probabilities minus the target).
+    """
+
+    @staticmethod
+    def forward(ctx, cost, target, epsilon, max_iter, tol):
+        work = cost.detach()
+        log_plan = sinkhorn(
+            work if work.dtype in (torch.float32, torch.float64) else work.float(),
+            epsilon, max_iter=max_iter, tol=tol, log_plan=True,
+        )
+        target = target.to(log_plan.dtype)
+        ctx.save_for_backward(log_plan, target)
+        ctx.epsilon, ctx.dtype = epsilon, cost.dtype
+        return (-(target * log_plan).sum()).to(cost.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        log_plan, target = ctx.saved_tensors
+        grad_cost = (target - log_plan.exp()) * (grad_loss.to(log_plan.dtype) / ctx.epsilon)
+        return grad_cost.to(ctx.dtype), None, None, None, None
 
 
 def mltm_reference_loss(

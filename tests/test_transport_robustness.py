@@ -89,7 +89,7 @@ def _easy_and_hard(n=12, m=10, seed=0):
     generator = torch.Generator().manual_seed(seed)
     x, y = torch.rand(2, n, 2, generator=generator), torch.rand(2, m, 2, generator=generator)
     cost = (torch.cdist(x, y) ** 2).double()
-    cost[0] *= 0.05  # cost / epsilon small: a few iterations
+    cost[0] *= 0.01  # cost / epsilon small: a few iterations
     return cost
 
 
@@ -116,7 +116,10 @@ def test_batch_info_per_problem_and_converged_problems_retire(solver):
         # each problem stops where it would stop alone: same iterations, same plan
         assert iters[k] == alone[k][1]["n_iter"]
         torch.testing.assert_close(plan[k], alone[k][0], rtol=0, atol=1e-12)
-        assert errors[k].item() == pytest.approx(alone[k][1]["marginal_error"], rel=1e-6, abs=0)
+        # (abs: an error near 1e-11 is a sum of float64 round-offs of batched products)
+        assert errors[k].item() == pytest.approx(
+            alone[k][1]["marginal_error"], rel=1e-6, abs=1e-14
+        )
     assert iters[0] < iters[1]
     assert info["n_iter"] == int(iters.max())
     assert info["marginal_error"] == pytest.approx(float(errors.max()))
