@@ -416,7 +416,12 @@ def sinkhorn(
         A float32 problem stalls near ``1e-6`` (rounding of the log-plan); a ``tol`` below
         ``1e-5`` finishes the iterations in float64 (the plan returned is float32).
     check_every : int, default=10
-        Measure the violation every ``check_every`` iterations (each check synchronises a GPU).
+        At most ``check_every`` iterations between two measurements of the violation (each
+        synchronises a GPU). The first window is measured at ``check_every // 5`` and
+        ``check_every // 2``; after that each problem's next check is where its observed
+        rate of convergence reaches ``tol``, so it stops within an iteration or two of it.
+        Every problem of a batch keeps its own schedule: it stops at the iteration it would
+        stop at alone.
     differentiation : {"implicit", "truncated", "unrolled"}, default="implicit"
         How gradients reach ``cost``, ``a`` and ``b``. ``"implicit"`` (default): the iterations
         run without an autograd tape and the backward pass differentiates the optimality
@@ -558,7 +563,7 @@ def partial_sinkhorn(
         more row projection would move (it bounds the excess over the row capacities; the
         columns are within capacity and the total mass is exact after each iteration). Float32 as in :func:`sinkhorn`.
     check_every : int, default=10
-        Measure the residual every ``check_every`` iterations.
+        As in :func:`sinkhorn`.
     differentiation : {"implicit", "truncated", "unrolled"}, default="implicit"
         As in :func:`sinkhorn`. The implicit backward treats the rows and columns whose
         capacity is saturated as equality constraints.

@@ -324,3 +324,27 @@ def test_mltm_sqrt_cost_zero_entries_have_finite_gradient():
 def test_make_loss_names_include_reference():
     assert "mltm-reference" in LOSS_NAMES
     assert make_loss("mltm").params["tol"] == 1e-6  # unchanged default of m-LTM
+
+
+@pytest.mark.parametrize("groups", [list(range(10)), [0, 0, 1, 2, 2, 2, 3, 4, 5, 5]])
+@pytest.mark.parametrize("sqrt_cost", [False, True])
+def test_balanced_loss_closed_form_gradient_equals_differentiating_the_iterations(
+    groups, sqrt_cost
+):
+    # implicit (default) for the balanced plan uses d L / d C = (P_hat - P) / eps; unrolled
+    # differentiates every Sinkhorn iteration: both must give the same loss and gradient
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(10, 4, generator=generator, dtype=torch.float64)
+    y = x + 0.7 * torch.randn(10, 4, generator=generator, dtype=torch.float64)
+    groups = torch.tensor(groups)
+    grads, losses = [], []
+    for mode in ("implicit", "unrolled"):
+        xx = x.clone().requires_grad_()
+        loss = mltm_loss(torch.cdist(xx, y) ** 2, groups, epsilon=0.05, tol=1e-12,
+                         max_iter=5000, differentiation=mode, sqrt_cost=sqrt_cost)
+        loss.backward()
+        grads.append(xx.grad)
+        losses.append(loss.detach())
+    torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=1e-10)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-7, atol=1e-10)
+    assert grads[0].abs().max() > 1e-3  # a real gradient, not two zeros
