@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 #: A float32 solve asked for a tol below this finishes in float64 once float32 iterations stall
@@ -531,40 +532,42 @@ def _remaining(error, previous, tol, span):
 
     ``log_rate`` (<= 0) is the log of the error's shrink factor per iteration; ``remaining``
     the iterations that rate needs to reach ``tol`` (very large when the error stalls).
+    numpy float64 arrays: the schedule is kept on the CPU, where numpy's small-array
+    operations cost a fraction of torch's dispatch.
     """
-    ratio = (error / previous.clamp_min(1e-300)).clamp(1e-300, 1.0)
-    log_rate = torch.log(ratio) / torch.as_tensor(span).clamp_min(1)
-    need = torch.log(error.clamp_min(1e-300) / tol).clamp_min(0.0)
-    return log_rate, need / (-log_rate).clamp_min(1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.clip(error / np.maximum(previous, 1e-300), 1e-300, 1.0)
+        log_rate = np.log(ratio) / np.maximum(span, 1)
+        need = np.maximum(np.log(np.maximum(error, 1e-300) / tol), 0.0)
+        return log_rate, need / np.maximum(-log_rate, 1e-300)
 
 
-def _slow(error, previous, tol, span, check_every):
+def _slow(log_rate, remaining, error, previous, tol, check_every):
     """Which problems converge too slowly for scaling alone (a bool mask).
 
-    At the rate it showed over the last ``span`` iterations, its error would shrink by less
-    than ``_SLOW_RATIO`` over ``check_every`` iterations, or it would need more than
-    ``_NEWTON_WORTH`` more iterations.
+    At the rate it showed (``log_rate``, ``remaining``: :func:`_remaining`), its error would
+    shrink by less than ``_SLOW_RATIO`` over ``check_every`` iterations, or it would need
+    more than ``_NEWTON_WORTH`` more iterations.
     """
-    log_rate, remaining = _remaining(error, previous, tol, span)
-    slow = (log_rate * check_every > math.log(_SLOW_RATIO)) | (remaining > _NEWTON_WORTH)
-    return (error > tol) & slow & ~torch.isnan(previous)
+    with np.errstate(invalid="ignore"):
+        slow = (log_rate * check_every > math.log(_SLOW_RATIO)) | (remaining > _NEWTON_WORTH)
+        return (error > tol) & slow & ~np.isnan(previous)
 
 
-def _next_gaps(error, previous, tol, span, check_every, it):
-    """Iterations until each problem's next check (int64, CPU).
+def _next_gaps(remaining, previous, check_every, it):
+    """Iterations until each problem's next check (int64).
 
     The first window is checked at ``check_every // 5`` and ``check_every // 2`` (a fast
     problem stops early, a slow one is seen early); after that the gap is the number of
-    iterations the problem's observed rate needs to reach ``tol`` (at least 1, at most
-    ``check_every``), so that a converging problem stops within an iteration or two of its
-    goal with few checks (each one synchronises a GPU). ``previous`` is NaN for a problem
-    without an earlier check.
+    iterations the problem's observed rate (``remaining``: :func:`_remaining`) needs to
+    reach ``tol`` (at least 1, at most ``check_every``), so that a converging problem stops
+    within an iteration or two of its goal with few checks (each one synchronises a GPU).
+    ``previous`` is NaN for a problem without an earlier check.
     """
     half = max(check_every // 2, 1)
     first = half - it if it < half else half
-    _, remaining = _remaining(error, previous.nan_to_num(1.0), tol, span)
-    gaps = remaining.nan_to_num(float(check_every)).ceil().clamp(1, check_every)
-    return torch.where(torch.isnan(previous), first, gaps.to(torch.int64))
+    gaps = np.clip(np.ceil(np.nan_to_num(remaining, nan=float(check_every))), 1, check_every)
+    return np.where(np.isnan(previous), first, gaps).astype(np.int64)
 
 
 def _select(mask, *tensors):
@@ -609,14 +612,14 @@ def iterate(cost, log_a, log_b, epsilon, mass, options):
     # at alone: the error and iteration of its last check, its next check, a Newton phase
     # (steps left, the error it started from, ending after this step), a cooldown in checks.
     state = {
-        "previous": torch.full((count,), math.nan, dtype=torch.float64),
-        "previous_it": torch.zeros(count, dtype=torch.int64),
-        "due": torch.full((count,), max(check_every // 5, 1), dtype=torch.int64),
-        "steps": torch.zeros(count, dtype=torch.int64),
-        "start": torch.full((count,), math.nan, dtype=torch.float64),
-        "ending": torch.zeros(count, dtype=torch.bool),
-        "cooldown": torch.zeros(count, dtype=torch.int64),
-        "judged_slow": torch.zeros(count, dtype=torch.bool),
+        "previous": np.full(count, np.nan),
+        "previous_it": np.zeros(count, dtype=np.int64),
+        "due": np.full(count, max(check_every // 5, 1), dtype=np.int64),
+        "steps": np.zeros(count, dtype=np.int64),
+        "start": np.full(count, np.nan),
+        "ending": np.zeros(count, dtype=bool),
+        "cooldown": np.zeros(count, dtype=np.int64),
+        "judged_slow": np.zeros(count, dtype=bool),
     }
     error, next_due, any_phase = None, int(state["due"].min()), False
     while True:
@@ -624,17 +627,17 @@ def iterate(cost, log_a, log_b, epsilon, mass, options):
         if it >= budget or force or any_phase or it >= next_due:
             in_phase = (state["steps"] > 0) | state["ending"]
             error, log_rows = _errors(plan, log_a, f)
-            measured = error.cpu()
+            measured = error.cpu().numpy()
             everyone = force or it >= budget
-            checked = torch.ones_like(in_phase) if everyone else (state["due"] <= it) | in_phase
+            checked = np.ones_like(in_phase) if everyone else (state["due"] <= it) | in_phase
             force = False
             done_cpu = checked & ((measured <= tol) | (it >= budget))
-            if bool(done_cpu.any()):
-                done = done_cpu.to(error.device)
+            if done_cpu.any():
+                done = torch.from_numpy(done_cpu).to(error.device)
                 cpu_index = index[done].cpu()
-                errors[cpu_index] = measured[done_cpu]
+                errors[cpu_index] = torch.from_numpy(measured[done_cpu])
                 iters[cpu_index] = n_anneal + it
-                if bool(done_cpu.all()):  # no copy of the plans
+                if done_cpu.all():  # no copy of the plans
                     pieces.append((index, plan.log_plan(), f, g))
                     break
                 pieces.append((index[done], *_select(done, plan.log_plan(), f, g)))
@@ -646,50 +649,46 @@ def iterate(cost, log_a, log_b, epsilon, mass, options):
                 log_rows = None
             # a Newton phase that ends: cooldown unless it halved the error; fresh schedule
             ended = state["ending"]
-            state["cooldown"] = torch.where(
+            state["cooldown"] = np.where(
                 ended & (measured > 0.5 * state["start"]), _NEWTON_COOLDOWN, state["cooldown"]
             )
-            state["previous"] = torch.where(ended, math.nan, state["previous"])
-            state["ending"] = torch.zeros_like(ended)
+            state["previous"] = np.where(ended, np.nan, state["previous"])
+            state["ending"] = np.zeros_like(ended)
             regular = checked & ((state["steps"] == 0) | ended)
-            slow = _slow(
-                measured, state["previous"], tol, it - state["previous_it"], check_every
-            )
+            span = it - state["previous_it"]
+            log_rate, remaining = _remaining(measured, state["previous"], tol, span)
+            slow = _slow(log_rate, remaining, measured, state["previous"], tol, check_every)
             slow = regular & (slow | state["judged_slow"])
             state["judged_slow"] = state["judged_slow"] & ~regular
-            gaps = _next_gaps(
-                measured, state["previous"], tol, it - state["previous_it"], check_every, it
+            gaps = _next_gaps(remaining, state["previous"], check_every, it)
+            state["due"] = np.where(regular, it + gaps, state["due"])
+            state["previous"] = np.where(regular, measured, state["previous"])
+            state["previous_it"] = np.where(regular, it, state["previous_it"])
+            state["cooldown"] = np.where(
+                regular, np.maximum(state["cooldown"] - 1, 0), state["cooldown"]
             )
-            state["due"] = torch.where(regular, it + gaps, state["due"])
-            state["previous"] = torch.where(regular, measured, state["previous"])
-            state["previous_it"] = torch.where(regular, it, state["previous_it"])
-            state["cooldown"] = torch.where(
-                regular, (state["cooldown"] - 1).clamp_min(0), state["cooldown"]
-            )
-            if promote and bool(slow.any()):  # float32 stalls above tol: finish in float64
+            if promote and slow.any():  # float32 stalls above tol: finish in float64
                 plan.promote()
                 # re-measure in float64; the problems stay judged slow (Newton next)
                 promote, force = False, True
                 state["judged_slow"] = slow
-                state["previous"] = torch.full_like(state["previous"], math.nan)
+                state["previous"] = np.full_like(state["previous"], np.nan)
                 continue
             if newton:
                 begin = slow & (state["cooldown"] == 0)
-                state["steps"] = torch.where(
-                    begin, min(_NEWTON_STEPS, budget - it), state["steps"]
-                )
-                state["start"] = torch.where(begin, measured, state["start"])
+                state["steps"] = np.where(begin, min(_NEWTON_STEPS, budget - it), state["steps"])
+                state["start"] = np.where(begin, measured, state["start"])
             next_due = int(state["due"].min())
             any_phase = bool((state["steps"] > 0).any())
         if any_phase:  # a Newton step (+ the sweep below) on the problems in a phase
             stepping = state["steps"] > 0
-            active = stepping.to(error.device) & (error > tol)
+            active = torch.from_numpy(stepping).to(error.device) & (error > tol)
             f, g, accepted = _newton_step(plan, log_a, log_b, mass, f, g, active)
             n_newton += 1
-            state["steps"] = torch.where(stepping, state["steps"] - 1, 0)
+            state["steps"] = np.where(stepping, state["steps"] - 1, 0)
             # the phase ends when the step was refused or the steps are spent
-            state["ending"] = stepping & (~accepted.cpu() | (state["steps"] == 0))
-            state["steps"] = torch.where(state["ending"], 0, state["steps"])
+            state["ending"] = stepping & (~accepted.cpu().numpy() | (state["steps"] == 0))
+            state["steps"] = np.where(state["ending"], 0, state["steps"])
             any_phase = bool(state["ending"].any() or (state["steps"] > 0).any())
             log_rows = None  # measured before the step
         f, g = _sweep(plan, log_a, log_b, mass, f, g, log_rows)

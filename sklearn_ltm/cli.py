@@ -15,7 +15,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 __all__ = ["main", "build_parser", "load_plugins", "PLUGIN_GROUP"]
 
@@ -414,94 +413,6 @@ def embedding_cache_dir() -> Path:
     return user_cache_dir() / "embeddings"
 
 
-class CachedAudioRetriever(BaseEstimator):
-    """A fitted retriever whose file embeddings go through the shared embedding cache.
-
-    ``transform`` of audio file paths reads (and fills) the :class:`~sklearn_ltm.search.SearchIndex`
-    file cache in ``cache_dir``; anything else, and ``embed_text``, goes to the retriever.
-
-    Parameters
-    ----------
-    retriever : LTMRetriever
-        Fitted.
-    cache_dir : path-like
-        The cache folder (see :func:`embedding_cache_dir`).
-    verbose : int, default=0
-        Progress of the embedding on stderr.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_ltm import LTMRetriever
-    >>> rng = np.random.default_rng(0)
-    >>> model = LTMRetriever(embedding_dim=4, max_epochs=1, validation_fraction=0.0,
-    ...                      random_state=0).fit(rng.normal(size=(8, 6)), rng.normal(size=(8, 5)))
-    >>> cached = CachedAudioRetriever(model, "unused-for-features")
-    >>> cached.transform(np.ones((2, 6))).shape
-    (2, 4)
-    """
-
-    def __init__(self, retriever, cache_dir, verbose=0):
-        self.retriever = retriever
-        self.cache_dir = cache_dir
-        self.verbose = verbose
-
-    def __sklearn_is_fitted__(self):
-        return True  # a wrapper of a fitted retriever
-
-    def fit(self, X, y=None):
-        """Not available: the retriever is already fitted (train it with ``sklearn-ltm train``).
-
-        Raises
-        ------
-        TypeError
-            Always.
-        """
-        raise TypeError("CachedAudioRetriever wraps a fitted retriever; it is not trained.")
-
-    def transform(self, X):
-        """Audio embeddings, from the cache for files already embedded with this model.
-
-        Parameters
-        ----------
-        X : sequence of path or array-like
-            Audio files (cached), or whatever the retriever's ``transform`` takes.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, embedding_dim)
-        """
-        from .search import SearchIndex, _is_paths
-
-        if not _is_paths(X):
-            return self.retriever.transform(X)
-        paths = [str(p) for p in X]
-        index = SearchIndex(self.retriever, cache_dir=self.cache_dir, verbose=self.verbose)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            index.add(paths)
-        if len(index) != len(paths):
-            why = next((str(w.message) for w in caught), "")
-            raise ValueError(f"{len(paths) - len(index)} of {len(paths)} audio files could not "
-                             f"be embedded: {why.rstrip('.')}.")
-        for w in caught:  # e.g. an unwritable cache: said once, the run goes on
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        return np.asarray(index.embeddings_)
-
-    def embed_text(self, y):
-        """Caption embeddings of the retriever.
-
-        Parameters
-        ----------
-        y : sequence of str or array-like
-
-        Returns
-        -------
-        ndarray of shape (n_samples, embedding_dim)
-        """
-        return self.retriever.embed_text(y)
-
-
 # ---------------------------------------------------------------------- commands
 def cmd_demo(args) -> int:
     from .demo import run_demo
@@ -595,6 +506,7 @@ def _format_table(metrics: dict) -> str:
 
 
 def cmd_evaluate(args) -> int:
+    from ._cached_audio import CachedAudioRetriever
     from .evaluation import evaluate
 
     model = CachedAudioRetriever(_load_model(args.model), args.cache or embedding_cache_dir(),
@@ -698,9 +610,7 @@ def cmd_search(args) -> int:
     if queries or audio_queries:
         index = _search_index(args, model)
         if queries:
-            res = index.search(queries, k=args.k)
-            for i, q in enumerate(queries):
-                records.append(("text", q, res, i, f"top {res.k} clips for {q!r}:"))
+            records += _text_records(queries, index.search(queries, k=args.k))
         if audio_queries:
             res = index.search_audio(audio_queries, k=args.k)
             for i, q in enumerate(audio_queries):
@@ -715,7 +625,14 @@ def cmd_search(args) -> int:
                                    direction="audio-to-text")
         records.append(("captions", str(args.audio_file), (idx, dist, captions), 0,
                         f"top {idx.shape[1]} captions for {args.audio_file}:"))
-    if args.format == "json":
+    _print_records(records, args.format)
+    _save_query_tower(args, model, queries)
+    return 0
+
+
+def _print_records(records, fmt) -> None:
+    """Print the hits of ``search`` as a table or as JSON."""
+    if fmt == "json":
         out = []
         for kind, q, res, i, _ in records:
             if kind == "captions":
@@ -726,7 +643,7 @@ def cmd_search(args) -> int:
                 hits = res.to_records()[i]["hits"]
             out.append({"kind": kind, "query": q, "hits": hits})
         print(json.dumps(out, indent=2))
-        return 0
+        return
     for kind, _, res, i, title in records:
         if kind == "captions":
             idx, dist, captions = res
@@ -735,6 +652,76 @@ def cmd_search(args) -> int:
                 print(f"{rank:>3}  {d:.4f}  {captions[j]}")
         else:
             _print_hits(title, res, i)
+
+
+def _text_records(queries, res) -> list:
+    return [("text", q, res, i, f"top {res.k} clips for {q!r}:") for i, q in enumerate(queries)]
+
+
+def _save_query_tower(args, model, queries) -> None:
+    """After a text search of a saved index: cache the text tower (see _quick_search)."""
+    if not queries or args.index is None or args.backend != "exact":
+        return
+    from ._query_towers import save_tower
+
+    try:
+        save_tower(model, args.model, args.cache or embedding_cache_dir())
+    except (OSError, RuntimeError) as exc:  # a cache is a convenience: say so, go on
+        if args.verbose:
+            print(f"sklearn-ltm search: note: query tower not cached ({exc})", file=sys.stderr)
+
+
+class _QuietParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UserError(message)
+
+
+def _quick_search(argv):
+    """Answer a text search of a saved index from the cached query tower, or None.
+
+    Only torch and numpy are imported: the model's text tower, cached as TorchScript by
+    an earlier search (:mod:`sklearn_ltm._query_towers`), embeds the queries, and the index
+    file holds the audio side. None (the usual path runs) for anything else: audio
+    queries, FAISS, windows, no tower yet, a tower or index of another model, an index that
+    does not hold exactly the files of ``--audio-dir``, or any option the usual parser
+    must judge.
+    """
+    if not argv or argv[0] != "search" or any(a in ("-h", "--help") for a in argv):
+        return None
+    parser = _QuietParser(add_help=False)
+    _add_search_arguments(parser)
+    try:
+        args = parser.parse_args(argv[1:])
+    except UserError:
+        return None
+    if (args.audio_query or args.audio_file or args.captions or args.backend != "exact"
+            or args.window_seconds is not None or args.hop_seconds is not None
+            or args.index is None or not args.index.is_file() or not args.model.is_file()
+            or args.k < 1 or not (args.query or args.queries_file)):
+        return None
+    from ._query_towers import load_tower
+
+    tower = load_tower(args.model, args.cache or embedding_cache_dir())
+    if tower is None:
+        return None
+    from .search import SearchIndex, file_digest
+
+    try:
+        index = SearchIndex.load(args.index)
+    except ValueError:
+        return None  # the usual path says what is wrong with it
+    if index.model_id_ != tower.model_id or not _same_windows(index, args):
+        return None
+    if args.audio_dir is not None:
+        files = [str(f) for f in _audio_files(args.audio_dir) if f.is_file()]
+        wanted = {(f, file_digest(f)) for f in files}
+        if not files or set(zip(index.sources_.tolist(), index.keys().tolist())) != wanted:
+            return None
+    queries = list(args.query or [])
+    if args.queries_file is not None:
+        queries += _read_lines(args.queries_file, "--queries-file")
+    res = index.search_vectors(tower.embed(queries), k=args.k)
+    _print_records(_text_records(queries, res), args.format)
     return 0
 
 
@@ -770,6 +757,8 @@ def cmd_zero_shot(args) -> int:
             files.append(p)
         else:
             raise UserError(f"{f} does not exist.")
+    from ._cached_audio import CachedAudioRetriever
+
     model = CachedAudioRetriever(model, args.cache or embedding_cache_dir(), verbose=args.verbose)
     clf = ZeroShotAudioClassifier(model, template=args.template,
                                   verbose=args.verbose).fit(None, labels)
@@ -781,6 +770,34 @@ def cmd_zero_shot(args) -> int:
 
 
 # ---------------------------------------------------------------------- parser
+def _add_search_arguments(p) -> None:
+    """The options of ``search`` (shared by its parser and the cached-tower fast path)."""
+    p.add_argument("--model", type=Path, required=True, help="model file")
+    p.add_argument("--audio-dir", type=Path, help="folder of audio to index and search")
+    p.add_argument("--index", type=Path, help="search index file: built (from --audio-dir) "
+                   "when absent, reused when it matches the model and the folder")
+    p.add_argument("--query", action="append", help="text query (repeat for several)")
+    p.add_argument("--queries-file", type=Path, help="text queries, one a line")
+    p.add_argument("--audio-query", action="append", type=Path,
+                   help="audio file to search by (audio-to-audio; repeat for several)")
+    p.add_argument("--audio-file", type=Path, help="audio query for --captions")
+    p.add_argument("--captions", type=Path, help="captions to rank for --audio-file, one a line")
+    p.add_argument("-k", type=int, default=5, help="results per query")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="print the hits as a table or as JSON")
+    p.add_argument("--backend", choices=("exact", "faiss"), default="exact",
+                   help="exact chunked search, or FAISS (pip install 'sklearn-ltm[faiss]')")
+    p.add_argument("--factory", default="Flat",
+                   help="FAISS index factory string, e.g. Flat, IVF1024,Flat, HNSW32")
+    p.add_argument("--nprobe", type=int, default=16, help="IVF lists visited per query")
+    p.add_argument("--window-seconds", type=float, default=None,
+                   help="index windows of this length (hits give start-end times)")
+    p.add_argument("--hop-seconds", type=float, default=None,
+                   help="step between windows (default: the window length)")
+    _add_cache_option(p)
+    _add_verbosity(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sklearn-ltm`` command.
 
@@ -889,30 +906,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  sklearn-ltm search --model m.pt --audio-file dog.wav --captions "
                "captions.txt",
     )
-    p.add_argument("--model", type=Path, required=True, help="model file")
-    p.add_argument("--audio-dir", type=Path, help="folder of audio to index and search")
-    p.add_argument("--index", type=Path, help="search index file: built (from --audio-dir) "
-                   "when absent, reused when it matches the model and the folder")
-    p.add_argument("--query", action="append", help="text query (repeat for several)")
-    p.add_argument("--queries-file", type=Path, help="text queries, one a line")
-    p.add_argument("--audio-query", action="append", type=Path,
-                   help="audio file to search by (audio-to-audio; repeat for several)")
-    p.add_argument("--audio-file", type=Path, help="audio query for --captions")
-    p.add_argument("--captions", type=Path, help="captions to rank for --audio-file, one a line")
-    p.add_argument("-k", type=int, default=5, help="results per query")
-    p.add_argument("--format", choices=("table", "json"), default="table",
-                   help="print the hits as a table or as JSON")
-    p.add_argument("--backend", choices=("exact", "faiss"), default="exact",
-                   help="exact chunked search, or FAISS (pip install 'sklearn-ltm[faiss]')")
-    p.add_argument("--factory", default="Flat",
-                   help="FAISS index factory string, e.g. Flat, IVF1024,Flat, HNSW32")
-    p.add_argument("--nprobe", type=int, default=16, help="IVF lists visited per query")
-    p.add_argument("--window-seconds", type=float, default=None,
-                   help="index windows of this length (hits give start-end times)")
-    p.add_argument("--hop-seconds", type=float, default=None,
-                   help="step between windows (default: the window length)")
-    _add_cache_option(p)
-    _add_verbosity(p)
+    _add_search_arguments(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser(
@@ -986,6 +980,12 @@ def main(argv=None) -> int:
     2
     """
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        quick = _quick_search(argv)
+    except (UserError, ValueError, OSError):
+        quick = None  # the usual path runs, and reports any real problem
+    if quick is not None:
+        return quick
     try:
         load_plugins(_plugin_names(argv))
     except UserError as exc:

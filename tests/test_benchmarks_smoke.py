@@ -14,6 +14,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import _common  # noqa: E402
+import bench_cli_startup  # noqa: E402
 import bench_fit  # noqa: E402
 import bench_gpu  # noqa: E402
 import bench_large_batch  # noqa: E402
@@ -216,3 +217,19 @@ def test_bench_gpu_distributed_without_cuda_exits_cleanly(capsys, monkeypatch):
     assert "CUDA is not available" in capsys.readouterr().out
     assert bench_large_batch.main(["--device", "cuda"]) == 0
     assert "nothing was measured" in capsys.readouterr().out
+
+
+def test_bench_cli_startup_tiny_times_the_cached_search(tmp_path):
+    work = tmp_path / "work"
+    rc = bench_cli_startup.main(["--clips", "12", "--repeats", "1", "--workdir", str(work),
+                                 "--results-dir", str(tmp_path)])
+    assert rc == 0
+    payload, markdown = _read(tmp_path, "cli_startup")
+    assert set(payload["results"]) == {"cached search", "floor: import torch, numpy",
+                                       "floor: import torch, torchaudio, sklearn.base"}
+    for row in payload["results"].values():
+        assert len(row["all_s"]) == 1 and 0 < row["best_s"] <= row["median_s"] < 120
+    assert (work / "clips.idx").is_file()  # the first search built the index ...
+    towers = work / "cache" / "sklearn-ltm" / "embeddings" / "query-towers"
+    assert len(list(towers.iterdir())) == 1  # ... and cached the text tower
+    assert "| cached search |" in markdown and "12 half-second clips" in markdown

@@ -255,3 +255,90 @@ def test_unwritable_cache_warns_once_and_searches(setup, tmp_path, capsys, monke
     assert len(calls) == 1  # no further attempts after the first failure
     assert {h[2].rsplit("/", 1)[1] for h in _hits(captured.out)} == \
         {"a_whistle_0.wav", "a_whistle_1.wav"}
+
+
+# ------------------------------------------------------- cached text search (query towers)
+def _distances(out):
+    return [float(h[1]) for h in _hits(out)]
+
+
+def _build_then_search(setup, tmp_path, capsys, *extra):
+    root, clips, model = setup
+    index, cache = tmp_path / "clips.idx", tmp_path / "cache"
+    argv = ["search", "--model", str(model), "--audio-dir", str(clips), "--index", str(index),
+            "--query", "a whistle", "--query", "a low hum", "-k", "3", "--cache", str(cache),
+            "--verbose", "0", *extra]
+    assert main(argv) == 0
+    return argv, capsys.readouterr().out, cache
+
+
+def test_cached_text_search_answers_without_the_estimator(setup, tmp_path, capsys,
+                                                          monkeypatch):
+    from sklearn_ltm import LTMRetriever, cli
+
+    argv, first, cache = _build_then_search(setup, tmp_path, capsys)
+    towers = list((cache / "query-towers").iterdir())
+    assert len(towers) == 1 and (towers[0] / "identity.json").is_file()
+    assert not [p for p in (cache / "query-towers").iterdir() if p.name.startswith(".tmp")]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the estimator was loaded")
+
+    monkeypatch.setattr(cli, "_load_model", refuse)
+    monkeypatch.setattr(LTMRetriever, "load", refuse)
+    assert main(argv) == 0  # the index and the cached text tower answer alone
+    again = capsys.readouterr().out
+    assert [h[2] for h in _hits(again)] == [h[2] for h in _hits(first)]
+    np.testing.assert_allclose(_distances(again), _distances(first), rtol=0, atol=2e-4)
+    assert [ln for ln in again.splitlines() if ln.startswith("top")] == [
+        ln for ln in first.splitlines() if ln.startswith("top")]
+
+
+@pytest.mark.parametrize("change", ["other-model-tower", "audio-query", "folder-changed"])
+def test_cached_text_search_falls_back_to_the_usual_path(setup, tmp_path, capsys, monkeypatch,
+                                                         change):
+    from sklearn_ltm import cli
+
+    argv, first, cache = _build_then_search(setup, tmp_path, capsys)
+    root, clips, model = setup
+    loaded = []
+    usual = cli._load_model
+    monkeypatch.setattr(cli, "_load_model", lambda path: loaded.append(path) or usual(path))
+    extra_file = None
+    if change == "other-model-tower":  # a tower whose model is not the index's
+        identity = next((cache / "query-towers").iterdir()) / "identity.json"
+        meta = json.loads(identity.read_text())
+        identity.write_text(json.dumps({**meta, "model_id": "0" * 64}))
+    elif change == "audio-query":
+        argv = [*argv, "--audio-query", str(clips / "a_beep_0.wav")]
+    else:
+        extra_file = clips / "extra.wav"
+        sf.write(extra_file, tone(1000, seed=98), SR)
+    try:
+        assert main(argv) == 0
+    finally:
+        if extra_file is not None:
+            extra_file.unlink()
+    out = capsys.readouterr().out
+    assert loaded == [model]  # the estimator answered
+    assert "top 3 clips for 'a whistle':" in out
+
+
+def test_cached_text_search_imports_neither_sklearn_nor_torchaudio(setup, tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+
+    argv, first, _ = _build_then_search(setup, tmp_path, capsys, "--format", "json")
+    code = ("import sys, json; from sklearn_ltm.cli import main; "
+            f"rc = main({argv!r}); "
+            "print(json.dumps([rc, sorted(m for m in ('sklearn', 'torchaudio', "
+            "'sklearn_ltm.retriever') if m in sys.modules)]))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120, check=True)
+    *printed, status = proc.stdout.strip().splitlines()
+    assert json.loads(status) == [0, []]
+    hits = json.loads("\n".join(printed))
+    assert [h["source"] for q in hits for h in q["hits"]] == [
+        h["source"] for q in json.loads(first) for h in q["hits"]]

@@ -13,12 +13,13 @@ import importlib.util
 import json
 import numbers
 import os
-import re
 from collections import Counter
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .._words import PAD, UNK, split_words, word_ids
 
 __all__ = [
     "HFTextEncoder",
@@ -34,8 +35,6 @@ POOLINGS = ("cls", "mean")
 _POOLING_CHOICES = ("auto", *POOLINGS)
 # sentence-transformers' Pooling config keys, in its order of precedence, and our names
 _ST_POOLING_KEYS = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}
-PAD, UNK = "<pad>", "<unk>"
-_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
 
 def _check_texts(texts) -> list[str]:
@@ -363,7 +362,7 @@ class ScratchTextEncoder(nn.Module):
         >>> ScratchTextEncoder.split_words("A dog's bark, twice!")
         ['a', "dog's", 'bark', 'twice']
         """
-        return _WORD.findall(text.lower())
+        return split_words(text)
 
     def _set_vocabulary(self, vocabulary: list[str]) -> None:
         if len(vocabulary) < 2 or vocabulary[:2] != [PAD, UNK] or len(set(vocabulary)) != len(vocabulary):
@@ -411,13 +410,7 @@ class ScratchTextEncoder(nn.Module):
         """
         self._require_vocabulary()
         texts = _check_texts(texts)
-        ids = [[self._index.get(w, 1) for w in self.split_words(t)][: self.max_length] or [1]
-               for t in texts]
-        width = max((len(row) for row in ids), default=1)
-        input_ids = torch.zeros(len(ids), width, dtype=torch.long)
-        for i, row in enumerate(ids):
-            input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": (input_ids != 0).long()}
+        return word_ids(texts, self._index, self.max_length)
 
     def forward(self, tokens: dict) -> torch.Tensor:
         """Caption embeddings (batch, 2 * hidden_dim) from :meth:`tokenize` output.
