@@ -81,29 +81,54 @@ def violation(log_rows, log_a, f):
     return (rows - target).abs().sum(-1)
 
 
-def _partial_block_step(log_sums, potential, log_capacity, mass):
+def _partial_block_step(log_sums, potential, log_capacity, mass, uniform=None):
     """Exact dual maximisation over one side's potentials (each <= 0) and the mass offset.
 
     With ``R_i`` the mass of row ``i`` when its potential is 0, the new row masses are
     ``min(a_i, R_i e^{d})`` where the offset ``d`` makes them sum to ``mass``: a monotone
     piecewise equation, solved exactly after sorting the saturation thresholds
-    ``t_i = log a_i - log R_i``. Returns the log offset to add to each row of the log-plan and
-    the new potentials ``min(0, t - d)``. All inputs are float64 ``(..., n)``; every capacity
-    is > 0 (the module's contract), which keeps this to a couple of dozen tensor operations:
-    at the batch sizes of training their dispatch, not arithmetic, is the cost.
+    ``t_i = log a_i - log R_i`` (in decreasing order: the rows that saturate last come
+    first). Returns the log offset to add to each row of the log-plan and the new
+    potentials ``min(0, t - d)``. All inputs are float64 ``(..., n)``; every capacity is > 0
+    (the module's contract). ``uniform``, when every capacity of every problem is that one
+    number, spares the sorting of the capacities. At the batch sizes of training the
+    dispatch of these couple of dozen tensor operations, not arithmetic, is the cost.
     """
+    n = log_sums.shape[-1]
     log_free = log_sums - potential
     threshold = log_capacity - log_free
-    threshold_sorted, order = torch.sort(threshold, -1)
-    capacity_sorted = torch.exp(log_capacity.gather(-1, order))
-    before = torch.cumsum(capacity_sorted, -1) - capacity_sorted
-    log_rest = torch.logcumsumexp(log_free.gather(-1, order).flip(-1), -1).flip(-1)
+    threshold_sorted, order = torch.sort(threshold, -1, descending=True)
+    if uniform is None:  # capacity of the rows that saturate before each one
+        capacity_sorted = torch.exp(log_capacity.gather(-1, order))
+        before = capacity_sorted.sum(-1, keepdim=True) - torch.cumsum(capacity_sorted, -1)
+    else:
+        before = (uniform * _descending_ranks(n, log_sums.device)).expand_as(threshold)
+    log_rest = torch.logcumsumexp(log_free.gather(-1, order), -1)
     mass_at = before + torch.exp(threshold_sorted + log_rest)
-    k = (mass_at < mass).sum(-1, keepdim=True).clamp_max(threshold.shape[-1] - 1)
+    k = (n - 1 - (mass_at < mass).sum(-1, keepdim=True)).clamp_min(0)
     remaining = (mass - before.gather(-1, k)).clamp_min(torch.finfo(torch.float64).tiny)
     offset = torch.log(remaining) - log_rest.gather(-1, k)
     new_potential = (threshold - offset).clamp_max(0.0)
     return new_potential - potential + offset, new_potential
+
+
+_RANKS = {}
+
+
+def _descending_ranks(n, device):
+    """``n - 1, ..., 1, 0`` in float64 on ``device`` (cached)."""
+    key = (n, str(device))
+    if key not in _RANKS:
+        _RANKS[key] = torch.arange(n - 1, -1, -1, dtype=torch.float64, device=device)
+    return _RANKS[key]
+
+
+def uniform_weight(log_weights):
+    """The weight shared by every entry of every problem, or None (float, one sync)."""
+    first = log_weights.reshape(-1)[:1]
+    if not bool((log_weights == first).all()):
+        return None
+    return math.exp(float(first))
 
 
 def _solve_gram(
@@ -370,16 +395,20 @@ class _Plan:
         self.replace(self.log_plan().double())
 
 
-def _sweep(plan, log_a, log_b, mass, f, g, log_rows=None):
-    """One row and one column scaling of a :class:`_Plan`; returns the new ``f, g``."""
+def _sweep(plan, log_a, log_b, mass, f, g, log_rows=None, uniform=(None, None)):
+    """One row and one column scaling of a :class:`_Plan`; returns the new ``f, g``.
+
+    ``uniform``: the rows' and the columns' common weight when they have one
+    (:func:`uniform_weight`; partial problems only).
+    """
     if mass is None and plan.kernel and plan.balanced_sweep(log_a, log_b, log_rows):
         return f, g
     if log_rows is None:
         log_rows = plan.log_rows()
     if mass is not None:
-        step, f = _partial_block_step(log_rows, f, log_a, mass)
+        step, f = _partial_block_step(log_rows, f, log_a, mass, uniform[0])
         plan.scale_rows(step)
-        step, g = _partial_block_step(plan.log_cols(), g, log_b, mass)
+        step, g = _partial_block_step(plan.log_cols(), g, log_b, mass, uniform[1])
         plan.scale_cols(step)
     else:
         plan.scale_rows(log_a - log_rows)
@@ -622,6 +651,7 @@ def iterate(cost, log_a, log_b, epsilon, mass, options):
         "judged_slow": np.zeros(count, dtype=bool),
     }
     error, next_due, any_phase = None, int(state["due"].min()), False
+    uniform = (uniform_weight(log_a), uniform_weight(log_b)) if partial else (None, None)
     while True:
         log_rows = None
         if it >= budget or force or any_phase or it >= next_due:
@@ -691,7 +721,7 @@ def iterate(cost, log_a, log_b, epsilon, mass, options):
             state["steps"] = np.where(state["ending"], 0, state["steps"])
             any_phase = bool(state["ending"].any() or (state["steps"] > 0).any())
             log_rows = None  # measured before the step
-        f, g = _sweep(plan, log_a, log_b, mass, f, g, log_rows)
+        f, g = _sweep(plan, log_a, log_b, mass, f, g, log_rows, uniform)
         it += 1
 
     if len(pieces) == 1:

@@ -1,5 +1,6 @@
 """Robustness of sklearn_ltm.transport: zero weights, per-problem convergence, hard problems."""
 
+import math
 import warnings
 
 import numpy as np
@@ -271,3 +272,29 @@ def test_conjugate_gradient_solves_match_dense(solver, shape, monkeypatch):
         assert dense[2]["n_newton"] >= 1 and iterative[2]["n_newton"] >= 1
     torch.testing.assert_close(iterative[0].exp(), dense[0].exp(), rtol=0, atol=1e-10)
     torch.testing.assert_close(iterative[1], dense[1], rtol=1e-6, atol=1e-6 * dense[1].abs().max())
+
+
+def test_partial_block_step_uniform_shortcut_equals_the_general_step():
+    # the shortcut for a capacity shared by every row skips sorting the capacities; the
+    # general step must give the same offsets and potentials (batch of 3 problems)
+    from sklearn_ltm import _ot_scaling
+
+    generator = torch.Generator().manual_seed(1)
+    n = 9
+    log_sums = torch.randn(3, n, generator=generator, dtype=torch.float64) - 2.0
+    potential = -torch.rand(3, n, generator=generator, dtype=torch.float64)
+    potential[:, ::3] = 0.0
+    log_capacity = torch.full((3, n), -math.log(n), dtype=torch.float64)
+    for mass in (0.3, 0.8, 1.0):
+        general = _ot_scaling._partial_block_step(log_sums, potential, log_capacity, mass)
+        shortcut = _ot_scaling._partial_block_step(
+            log_sums, potential, log_capacity, mass, _ot_scaling.uniform_weight(log_capacity)
+        )
+        for x, y in zip(general, shortcut):
+            torch.testing.assert_close(x, y, rtol=0, atol=1e-12)
+        # the new row masses hold the mass asked for, none above its capacity
+        masses = torch.exp(log_sums + general[0])
+        torch.testing.assert_close(masses.sum(-1), torch.full((3,), mass, dtype=torch.float64))
+        assert (masses <= torch.exp(log_capacity) * (1 + 1e-12)).all()
+    assert _ot_scaling.uniform_weight(log_capacity) == pytest.approx(1 / n)
+    assert _ot_scaling.uniform_weight(log_capacity + torch.arange(n) * 1e-3) is None
