@@ -307,11 +307,18 @@ class _Plan:
         offset = offset.to(self.base.dtype)
         self.base = self.base.add_(offset) if self.inplace else self.base + offset
 
-    def log_plan(self):
-        """The log-plan itself (scalings absorbed)."""
+    def log_plan(self, last=False):
+        """The log-plan itself (scalings absorbed).
+
+        ``last``: no iteration follows, so the kernel is not recomputed (one exponential
+        per entry saved); the plan must not be iterated on afterwards.
+        """
         if self.kernel and (bool(self.u.any()) or bool(self.v.any())):
             self._add(self.u[..., :, None] + self.v[..., None, :])
-            self._reset()
+            if last:
+                self.kernel = False
+            else:
+                self._reset()
         return self.base
 
     def plan64(self):
@@ -668,7 +675,7 @@ def iterate(cost, log_a, log_b, epsilon, mass, options):
                 errors[cpu_index] = torch.from_numpy(measured[done_cpu])
                 iters[cpu_index] = n_anneal + it
                 if done_cpu.all():  # no copy of the plans
-                    pieces.append((index, plan.log_plan(), f, g))
+                    pieces.append((index, plan.log_plan(last=True), f, g))
                     break
                 pieces.append((index[done], *_select(done, plan.log_plan(), f, g)))
                 keep, keep_cpu = ~done, ~done_cpu
