@@ -154,6 +154,8 @@ def _solve_gram(
             rtol, low_precision,
         )
         return u, v, t
+    if not partial and m <= _DENSE_MAX:  # every row and column active: no masks
+        return _solve_balanced_dense(plan, rhs_rows, rhs_cols)
     alpha = row_active.to(plan.dtype)
     beta = col_active.to(plan.dtype)
     rows, cols = plan.sum(-1), plan.sum(-2)
@@ -204,6 +206,27 @@ def _solve_gram(
     return u, x2, torch.zeros(plan.shape[:-2], dtype=plan.dtype, device=plan.device)
 
 
+def _solve_balanced_dense(plan, rhs_rows, rhs_cols):
+    """:func:`_solve_gram` for a balanced problem (all constraints active), ``n >= m``.
+
+    The same Schur complement on the columns, without the active-set masks: at the sizes
+    solved densely, the count of tensor operations is the cost.
+    """
+    m = plan.shape[-1]
+    rows, cols = plan.sum(-1), plan.sum(-2)
+    rows = rows.clamp_min(torch.finfo(plan.dtype).tiny)
+    scaled = plan / rows[..., None]
+    rhs = rhs_cols - (scaled.transpose(-1, -2) @ rhs_rows[..., None])[..., 0]
+    schur = torch.diag_embed(cols) - scaled.transpose(-1, -2) @ plan
+    # the problem is invariant to (f + k, g - k): pin that direction
+    schur = schur + (cols.mean(-1) / m)[..., None, None]
+    ridge = 1e-12 * schur.diagonal(0, -2, -1).abs().amax(-1).clamp_min(1e-300)
+    schur.diagonal(0, -2, -1).add_(ridge[..., None])
+    x2 = torch.linalg.solve(schur, rhs[..., None])[..., 0]
+    u = (rhs_rows - (plan @ x2[..., None])[..., 0]) / rows
+    return u, x2, torch.zeros(plan.shape[:-2], dtype=plan.dtype, device=plan.device)
+
+
 def _times(matrix, x, transpose=False):
     """``matrix @ x`` (or its transpose) for a batch of vectors, in ``x``'s dtype."""
     if transpose:
@@ -217,8 +240,18 @@ def _schur_cg(core, extra, diag1, rhs1, rhs2, diag2, total, border, rhs_mass, pi
     Matrix-free: two products with the plan (``core``, possibly float32: these solves are
     inexact Newton directions) per iteration, instead of the ``O(size^3)`` formation and
     factorisation of the Schur complement. ``extra`` is the mass column (partial only).
+    With a float32 ``core`` the whole iteration runs in float32 (no conversion per product;
+    the Newton directions it serves need a relative residual of 1e-4); the solution is
+    returned in float64.
     """
     m = core.shape[-1]
+    if core.dtype != torch.float64:
+        low = core.dtype
+        extra, diag1, rhs1, rhs2, diag2, total, border, rhs_mass, pin = (
+            None if x is None or isinstance(x, float) else x.to(low)
+            for x in (extra, diag1, rhs1, rhs2, diag2, total, border, rhs_mass, pin)
+        )
+        rtol = max(rtol, 10 * torch.finfo(low).eps)
 
     def coupling(x):  # (n x (m + 1)) coupling times x
         y = _times(core, x[..., :m])
@@ -269,7 +302,7 @@ def _schur_cg(core, extra, diag1, rhs1, rhs2, diag2, total, border, rhs_mass, pi
         rz_new = (r * z).sum(-1)
         d = z + (rz_new / torch.where(rz > 0, rz, 1.0))[..., None] * d
         rz = rz_new
-    return x
+    return x.double()
 
 
 def _active_sets(plan, f, g):
@@ -534,7 +567,7 @@ def _newton_step(state, log_a, log_b, mass, f, g, active):
         if not bool(pending.any()):
             break
         if mass is None:
-            du, dv, dt = tau[..., None] * u, tau[..., None] * v, torch.zeros_like(t)
+            du, dv, dt = tau[..., None] * u, tau[..., None] * v, t  # t is 0
         else:
             du = (f + tau[..., None] * u).clamp_max(0.0) - f
             dv = (g + tau[..., None] * v).clamp_max(0.0) - g
@@ -543,11 +576,14 @@ def _newton_step(state, log_a, log_b, mass, f, g, active):
         # (no cancellation near the optimum, where the gain is tiny)
         inner = (torch.expm1(du) * (plan @ torch.exp(dv)[..., None])[..., 0]).sum(-1)
         inner = inner + (cols * torch.expm1(dv)).sum(-1)
-        change = torch.exp(dt) * inner + total * torch.expm1(dt)
-        gain = (du * a).sum(-1) + (dv * b).sum(-1) - change
-        linear = (du * (a - rows)).sum(-1) + (dv * (b - cols)).sum(-1) + dt * grad_t
-        if mass is not None:
-            gain = gain + dt * mass
+        gain = (du * a).sum(-1) + (dv * b).sum(-1)
+        linear = (du * (a - rows)).sum(-1) + (dv * (b - cols)).sum(-1)
+        if mass is None:
+            gain = gain - inner
+        else:
+            change = torch.exp(dt) * inner + total * torch.expm1(dt)
+            gain = gain - change + dt * mass
+            linear = linear + dt * grad_t
         ok = pending & torch.isfinite(gain) & (gain >= _ARMIJO * linear) & (linear > 0)
         for slot, value in zip(best, (du, dv, dt)):
             slot[ok] = value[ok]
