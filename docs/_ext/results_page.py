@@ -273,6 +273,8 @@ def _title(stem: str) -> str:
         "noise": "Noisy correspondences on planted features",
         "fit": "Training speed in feature mode",
         "gpu": "Training throughput on a GPU",
+        "cli_startup": "Start-up of a cached search",
+        "large_batch": "Exact large batches: memory of the two-pass step",
     }.get(stem, stem.replace("_", " ").capitalize())
 
 
