@@ -342,3 +342,21 @@ def test_cached_text_search_imports_neither_sklearn_nor_torchaudio(setup, tmp_pa
     hits = json.loads("\n".join(printed))
     assert [h["source"] for q in hits for h in q["hits"]] == [
         h["source"] for q in json.loads(first) for h in q["hits"]]
+
+
+def test_a_tower_that_cannot_be_cached_does_not_fail_the_search(setup, tmp_path, capsys,
+                                                                monkeypatch):
+    from sklearn_ltm import _query_towers
+
+    def broken(*args, **kwargs):
+        raise TypeError("cannot trace this encoder")
+
+    monkeypatch.setattr(_query_towers, "save_tower", broken)
+    root, clips, model = setup
+    assert main(["search", "--model", str(model), "--audio-dir", str(clips), "--index",
+                 str(tmp_path / "i.idx"), "--query", "a whistle", "-k", "2", "--cache",
+                 str(tmp_path / "c"), "--verbose", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "top 2 clips for 'a whistle':" in captured.out
+    assert "query tower not cached (cannot trace this encoder)" in captured.err
+    assert not (tmp_path / "c" / "query-towers").exists()
