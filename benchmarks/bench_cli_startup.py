@@ -121,7 +121,7 @@ def main(argv=None) -> int:
         ["run", "best s", "median s"],
         [[name, f"{r['best_s']:.2f}", f"{r['median_s']:.2f}"] for name, r in rows.items()])
     markdown = "\n".join([
-        "# Start-up of a cached `sklearn-ltm search`", "",
+        "# Start-up of a cached sklearn-ltm search", "",
         f"Produced by `{prov['command']}` on {prov['date']} ({prov['machine']}).", "",
         f"{args.clips} half-second clips; the first search (embed, index, cache the text tower) "
         f"took {first:.1f} s. Each repeat runs, in fresh processes and taking turns, the same "
