@@ -154,8 +154,6 @@ def _solve_gram(
             rtol, low_precision,
         )
         return u, v, t
-    if not partial and m <= _DENSE_MAX:  # every row and column active: no masks
-        return _solve_balanced_dense(plan, rhs_rows, rhs_cols)
     alpha = row_active.to(plan.dtype)
     beta = col_active.to(plan.dtype)
     rows, cols = plan.sum(-1), plan.sum(-2)
@@ -203,27 +201,6 @@ def _solve_gram(
     u = (rhs1 - core_x) / diag1 * alpha
     if partial:
         return u, x2[..., :m], x2[..., m]
-    return u, x2, torch.zeros(plan.shape[:-2], dtype=plan.dtype, device=plan.device)
-
-
-def _solve_balanced_dense(plan, rhs_rows, rhs_cols):
-    """:func:`_solve_gram` for a balanced problem (all constraints active), ``n >= m``.
-
-    The same Schur complement on the columns, without the active-set masks: at the sizes
-    solved densely, the count of tensor operations is the cost.
-    """
-    m = plan.shape[-1]
-    rows, cols = plan.sum(-1), plan.sum(-2)
-    rows = rows.clamp_min(torch.finfo(plan.dtype).tiny)
-    scaled = plan / rows[..., None]
-    rhs = rhs_cols - (scaled.transpose(-1, -2) @ rhs_rows[..., None])[..., 0]
-    schur = torch.diag_embed(cols) - scaled.transpose(-1, -2) @ plan
-    # the problem is invariant to (f + k, g - k): pin that direction
-    schur = schur + (cols.mean(-1) / m)[..., None, None]
-    ridge = 1e-12 * schur.diagonal(0, -2, -1).abs().amax(-1).clamp_min(1e-300)
-    schur.diagonal(0, -2, -1).add_(ridge[..., None])
-    x2 = torch.linalg.solve(schur, rhs[..., None])[..., 0]
-    u = (rhs_rows - (plan @ x2[..., None])[..., 0]) / rows
     return u, x2, torch.zeros(plan.shape[:-2], dtype=plan.dtype, device=plan.device)
 
 
@@ -377,12 +354,19 @@ class _Plan:
         if not self.kernel:
             return torch.logsumexp(self.base, dim).double()
         mine, other = (self.u, self.v) if dim == -1 else (self.v, self.u)
-        matrix = self.kernel_matrix if dim == -1 else self.kernel_matrix.transpose(-1, -2)
-        sums = (matrix @ torch.exp(other).to(matrix.dtype)[..., None])[..., 0].double()
-        out = mine + torch.log(sums)
+        out = mine + self._log_kernel_sums(dim, other)
         if not bool(torch.isfinite(out).all()):  # an underflowed line: absorb, log-sum-exp
             return torch.logsumexp(self.log_plan(), dim).double()
         return out
+
+    def _log_kernel_sums(self, dim, other):
+        """``log`` of the row (``dim=-1``) or column sums of ``K`` scaled by ``e^other``."""
+        scale = torch.exp(other).to(self.kernel_matrix.dtype)
+        if dim == -1:
+            sums = (self.kernel_matrix @ scale[..., None])[..., 0]
+        else:
+            sums = (scale[..., None, :] @ self.kernel_matrix)[..., 0, :]
+        return torch.log(sums.double())
 
     def balanced_sweep(self, log_a, log_b, log_rows=None):
         """One row and one column normalisation in kernel mode, as multiplicative Sinkhorn.
@@ -393,12 +377,10 @@ class _Plan:
         the caller then takes the log-domain path.
         """
         if log_rows is None:
-            sums = (self.kernel_matrix @ torch.exp(self.v).to(self.base.dtype)[..., None])
-            u = log_a - torch.log(sums[..., 0].double())
+            u = log_a - self._log_kernel_sums(-1, self.v)
         else:
             u = self.u + (log_a - log_rows)
-        sums = torch.exp(u).to(self.base.dtype)[..., None, :] @ self.kernel_matrix
-        v = log_b - torch.log(sums[..., 0, :].double())
+        v = log_b - self._log_kernel_sums(-2, u)
         if not float(torch.maximum(u.abs().amax(), v.abs().amax())) <= self.limit:
             return False
         self.u, self.v = u, v
