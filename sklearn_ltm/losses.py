@@ -201,15 +201,15 @@ def mltm_loss(
         cost = torch.sqrt(cost.clamp_min(torch.finfo(cost.dtype).tiny))
     if normalize_cost:
         cost = cost / cost.max().clamp_min(torch.finfo(cost.dtype).tiny)
-    options = dict(max_iter=max_iter, tol=tol, differentiation=differentiation, log_plan=True)
+    # the solvers return the log-plan in the cost's dtype: the target's
+    target = ground_truth_plan(groups, group_aware, dtype=cost.dtype, device=cost.device)
     if mass_fraction == 1.0 and differentiation == "implicit":
-        target = ground_truth_plan(groups, group_aware, dtype=cost.dtype, device=cost.device)
         return _BalancedPlanCrossEntropy.apply(cost, target, epsilon, max_iter, tol)
+    options = dict(max_iter=max_iter, tol=tol, differentiation=differentiation, log_plan=True)
     if mass_fraction < 1.0:
         log_plan = partial_sinkhorn(cost, epsilon, mass_fraction, **options)
     else:
         log_plan = sinkhorn(cost, epsilon, **options)
-    target = ground_truth_plan(groups, group_aware, dtype=log_plan.dtype, device=cost.device)
     return -(target * log_plan).sum() + math.log(mass_fraction)
 
 
