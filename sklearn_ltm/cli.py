@@ -509,7 +509,7 @@ def cmd_evaluate(args) -> int:
     from ._cached_audio import CachedAudioRetriever
     from .evaluation import evaluate
 
-    model = CachedAudioRetriever(_load_model(args.model), args.cache or embedding_cache_dir(),
+    model = CachedAudioRetriever(_load_model(args.model), _cache_dir(args),
                                  verbose=args.verbose)
     audio, captions = _load_pairs(args)
     metrics = evaluate(model, audio, captions, transductive=args.transductive,
@@ -537,10 +537,31 @@ def _same_windows(index, args) -> bool:
     return steps.size == 0 or bool(np.isclose(steps.max(), hop, atol=1e-3))
 
 
+def _cache_dir(args) -> Path:
+    """``--cache``, or the shared default (:func:`embedding_cache_dir`)."""
+    return args.cache or embedding_cache_dir()
+
+
+def _text_queries(args) -> list[str]:
+    """``--query`` values, then the lines of ``--queries-file``."""
+    queries = list(args.query or [])
+    if args.queries_file is not None:
+        queries += _read_lines(args.queries_file, "--queries-file")
+    return queries
+
+
+def _index_holds(index, files) -> bool:
+    """Whether ``index`` holds exactly these files, with their current content."""
+    from .search import file_digest
+
+    wanted = {(f, file_digest(f)) for f in files}
+    return set(zip(index.sources_.tolist(), index.keys().tolist())) == wanted
+
+
 def _search_index(args, model):
     """The SearchIndex of ``--index`` / ``--audio-dir``: loaded, reused or (re)built."""
 
-    from .search import SearchIndex, file_digest
+    from .search import SearchIndex
 
     index = None
     if args.index is not None and Path(args.index).is_file():
@@ -556,13 +577,10 @@ def _search_index(args, model):
         raise UserError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {args.audio_dir}.")
     same_settings = index is not None and (args.backend == "exact" or index.factory ==
                                            args.factory) and _same_windows(index, args)
-    if same_settings:  # reuse it when it holds exactly these files, unchanged
-        wanted = {(f, file_digest(f)) for f in files}
-        if set(zip(index.sources_.tolist(), index.keys().tolist())) == wanted:
-            return index
-    cache = args.cache or embedding_cache_dir()
+    if same_settings and _index_holds(index, files):  # reuse it: these files, unchanged
+        return index
     index = SearchIndex(model, backend=args.backend, factory=args.factory, nprobe=args.nprobe,
-                        cache_dir=cache, verbose=args.verbose)
+                        cache_dir=_cache_dir(args), verbose=args.verbose)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         index.add(files, window_seconds=args.window_seconds, hop_seconds=args.hop_seconds)
@@ -590,9 +608,7 @@ def _print_hits(title, results, row):
 
 
 def cmd_search(args) -> int:
-    queries = list(args.query or [])
-    if args.queries_file is not None:
-        queries += _read_lines(args.queries_file, "--queries-file")
+    queries = _text_queries(args)
     audio_queries = [str(f) for f in (args.audio_query or [])]
     if not queries and not audio_queries and args.audio_file is None:
         raise UserError("give --query TEXT or --queries-file FILE (text-to-audio), "
@@ -626,7 +642,8 @@ def cmd_search(args) -> int:
         records.append(("captions", str(args.audio_file), (idx, dist, captions), 0,
                         f"top {idx.shape[1]} captions for {args.audio_file}:"))
     _print_records(records, args.format)
-    _save_query_tower(args, model, queries)
+    if queries:
+        _save_query_tower(args, model, index)
     return 0
 
 
@@ -658,14 +675,14 @@ def _text_records(queries, res) -> list:
     return [("text", q, res, i, f"top {res.k} clips for {q!r}:") for i, q in enumerate(queries)]
 
 
-def _save_query_tower(args, model, queries) -> None:
+def _save_query_tower(args, model, index) -> None:
     """After a text search of a saved index: cache the text tower (see _quick_search)."""
-    if not queries or args.index is None or args.backend != "exact":
+    if args.index is None or args.backend != "exact":
         return
     from ._query_towers import save_tower
 
     try:
-        save_tower(model, args.model, args.cache or embedding_cache_dir())
+        save_tower(model, args.model, _cache_dir(args), index.model_id_)
     except Exception as exc:  # noqa: BLE001  (a cache is a convenience: say so, go on)
         if args.verbose:
             print(f"sklearn-ltm search: note: query tower not cached ({exc})", file=sys.stderr)
@@ -700,26 +717,22 @@ def _quick_search(argv):
             or args.k < 1 or not (args.query or args.queries_file)):
         return None
     from ._query_towers import load_tower
-
-    tower = load_tower(args.model, args.cache or embedding_cache_dir())
-    if tower is None:
-        return None
-    from .search import SearchIndex, file_digest
+    from .search import SearchIndex
 
     try:
         index = SearchIndex.load(args.index)
     except ValueError:
         return None  # the usual path says what is wrong with it
-    if index.model_id_ != tower.model_id or not _same_windows(index, args):
+    if not _same_windows(index, args):
+        return None
+    tower = load_tower(args.model, index.model_id_, _cache_dir(args))
+    if tower is None:
         return None
     if args.audio_dir is not None:
         files = [str(f) for f in _audio_files(args.audio_dir) if f.is_file()]
-        wanted = {(f, file_digest(f)) for f in files}
-        if not files or set(zip(index.sources_.tolist(), index.keys().tolist())) != wanted:
+        if not files or not _index_holds(index, files):
             return None
-    queries = list(args.query or [])
-    if args.queries_file is not None:
-        queries += _read_lines(args.queries_file, "--queries-file")
+    queries = _text_queries(args)
     res = index.search_vectors(tower.embed(queries), k=args.k)
     _print_records(_text_records(queries, res), args.format)
     return 0
@@ -759,7 +772,7 @@ def cmd_zero_shot(args) -> int:
             raise UserError(f"{f} does not exist.")
     from ._cached_audio import CachedAudioRetriever
 
-    model = CachedAudioRetriever(model, args.cache or embedding_cache_dir(), verbose=args.verbose)
+    model = CachedAudioRetriever(model, _cache_dir(args), verbose=args.verbose)
     clf = ZeroShotAudioClassifier(model, template=args.template,
                                   verbose=args.verbose).fit(None, labels)
     proba = clf.predict_proba([str(f) for f in files])

@@ -294,7 +294,8 @@ def test_cached_text_search_answers_without_the_estimator(setup, tmp_path, capsy
         ln for ln in first.splitlines() if ln.startswith("top")]
 
 
-@pytest.mark.parametrize("change", ["other-model-tower", "audio-query", "folder-changed"])
+@pytest.mark.parametrize("change", ["other-model-tower", "audio-query", "folder-changed",
+                                    "other-model-file"])
 def test_cached_text_search_falls_back_to_the_usual_path(setup, tmp_path, capsys, monkeypatch,
                                                          change):
     from sklearn_ltm import cli
@@ -311,6 +312,14 @@ def test_cached_text_search_falls_back_to_the_usual_path(setup, tmp_path, capsys
         identity.write_text(json.dumps({**meta, "model_id": "0" * 64}))
     elif change == "audio-query":
         argv = [*argv, "--audio-query", str(clips / "a_beep_0.wav")]
+    elif change == "other-model-file":  # the index's tower exists, but not for this file
+        other = tmp_path / "other.pt"
+        fit_tone_model(random_state=1).save(other)
+        argv = [a if a != str(model) else str(other) for a in argv]
+        assert main(argv) == 2  # the usual path: the index was built with another model
+        assert loaded == [other]
+        assert "built with another model" in capsys.readouterr().err
+        return
     else:
         extra_file = clips / "extra.wav"
         sf.write(extra_file, tone(1000, seed=98), SR)
