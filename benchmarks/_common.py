@@ -71,6 +71,14 @@ def allocator() -> str:
     return "glibc defaults"
 
 
+def add_allocator_option(parser) -> None:
+    """``--system-malloc``: keep glibc's defaults instead of :data:`STEADY_MALLOC`."""
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="keep glibc's default allocator settings (run from the shell, "
+                             "the script otherwise re-runs itself with large mmap/trim "
+                             "thresholds: steadier timings)")
+
+
 def steady_allocator() -> None:
     """Re-run this script (``__main__`` only) under :data:`STEADY_MALLOC`.
 

@@ -217,10 +217,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=_common.positive_int, default=1,
                         help="fits per method, taking turns; the fastest counts")
-    parser.add_argument("--system-malloc", action="store_true",
-                        help="keep glibc's default allocator settings (from the shell the "
-                             "script otherwise re-runs itself with large mmap/trim "
-                             "thresholds: steadier timings)")
+    _common.add_allocator_option(parser)
     parser.add_argument("--output", default="fit",
                         help="file stem under --results-dir (default: fit)")
     parser.add_argument("--results-dir", default=None,

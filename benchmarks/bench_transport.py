@@ -60,6 +60,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import ot  # noqa: E402
 from _common import (  # noqa: E402
+    add_allocator_option,
     markdown_table,
     positive_int,
     provenance,
@@ -371,12 +372,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--quick", action="store_true", help="B = 64, 128 and one repeat")
     parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument(
-        "--system-malloc",
-        action="store_true",
-        help="keep glibc's default allocator settings (run from the shell, the script "
-        "otherwise re-runs itself with large mmap/trim thresholds: steadier timings)",
-    )
+    add_allocator_option(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.repeats = [64, 128], 1
